@@ -1,0 +1,74 @@
+"""The requester's record of a job and of each execution of it.
+
+These are what the job store persists and what `describe` returns.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from pydantic import BaseModel, ConfigDict, computed_field
+
+from bacalhau_py.models.spec import JobSpec
+from bacalhau_py.models.states import ExecutionState, JobState
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Event(BaseModel):
+    """One line of a job's history."""
+
+    model_config = ConfigDict(frozen=True)
+
+    at: datetime
+    job_state: JobState | None = None
+    execution_id: str | None = None
+    node_id: str | None = None
+    execution_state: ExecutionState | None = None
+    message: str = ""
+
+
+class Execution(BaseModel):
+    """One compute node's run of a job, as the requester sees it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    job_id: str
+    node_id: str
+    state: ExecutionState
+    exit_code: int | None = None
+    result_cid: str | None = None
+    result_hash: str | None = None
+    publisher: str | None = None
+    message: str = ""
+    created_at: datetime
+    updated_at: datetime
+
+    @computed_field
+    @property
+    def verification(self) -> str | None:
+        if self.state is ExecutionState.RESULT_ACCEPTED:
+            return "accepted"
+        if self.state is ExecutionState.RESULT_REJECTED:
+            return "rejected"
+        return None
+
+
+class Job(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    state: JobState
+    spec: JobSpec
+    requester_id: str
+    message: str = ""
+    created_at: datetime
+    updated_at: datetime
+    executions: list[Execution] = []
+    events: list[Event] = []
+
+    def accepted_executions(self) -> list[Execution]:
+        return [e for e in self.executions if e.state is ExecutionState.RESULT_ACCEPTED]

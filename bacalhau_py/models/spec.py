@@ -1,0 +1,275 @@
+"""The job spec: what a client asks the network to run.
+
+Every model here crosses a boundary (CLI -> API -> wire -> compute node), so
+each is a frozen pydantic model whose validation messages name the field and
+the expected form.
+"""
+
+from __future__ import annotations
+
+import base64
+import posixpath
+import re
+from enum import Enum
+from typing import Annotated, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
+
+DEFAULT_TIMEOUT_SECONDS = 1800.0
+DEFAULT_OUTPUT = "outputs"
+DEFAULT_OUTPUT_PATH = "/outputs"
+MAX_INLINE_BYTES = 1 << 20
+
+_CID_V0 = re.compile(r"^Qm[1-9A-HJ-NP-Za-km-z]{44}$")
+_CID_V1 = re.compile(r"^b[a-z2-7]{20,}$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?\s*$", re.IGNORECASE)
+
+
+def is_cid(text: str) -> bool:
+    """True for a CIDv0 (`Qm...`) or a base32 CIDv1 (`b...`)."""
+    return bool(_CID_V0.match(text) or _CID_V1.match(text))
+
+
+def parse_size(text: str | int) -> int:
+    """Parse `64Mb`, `1Gb`, `512MiB`, `1024` into bytes (units of 1024, as docker's `-m`)."""
+    if isinstance(text, int):
+        if text < 0:
+            raise ValueError("must not be negative")
+        return text
+    match = _SIZE.match(text)
+    if not match:
+        raise ValueError(f"{text!r} is not a size (expected e.g. 64Mb, 1Gb, 512MiB)")
+    number, unit = match.groups()
+    letter = (unit or "b")[0].lower()
+    return int(float(number) * 1024 ** "bkmgt".index(letter))
+
+
+def parse_cpu(text: str | float) -> float:
+    """Parse `0.5`, `2`, `500m` (millicores) into cores."""
+    if isinstance(text, (int, float)):
+        value = float(text)
+    else:
+        raw = text.strip().lower()
+        try:
+            value = float(raw[:-1]) / 1000 if raw.endswith("m") else float(raw)
+        except ValueError:
+            raise ValueError(f"{text!r} is not a CPU amount (expected e.g. 0.5, 2, 500m)") from None
+    if value <= 0:
+        raise ValueError("must be more than 0")
+    return value
+
+
+def _absolute_path(value: str) -> str:
+    if not value.startswith("/"):
+        raise ValueError(f"{value!r} is not an absolute path (expected e.g. /inputs)")
+    normal = posixpath.normpath(value)
+    if normal == "/":
+        raise ValueError("cannot mount over / (expected a folder such as /inputs)")
+    return normal
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Engine(str, Enum):
+    DOCKER = "docker"
+    WASM = "wasm"
+
+
+class InputSource(Frozen):
+    """Data mounted read-only into the job at `path`."""
+
+    source: Literal["ipfs", "url", "inline"]
+    path: str
+    cid: str | None = None
+    url: str | None = None
+    content: str | None = Field(default=None, description="base64 of inline bytes")
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        return _absolute_path(value)
+
+    @field_validator("cid")
+    @classmethod
+    def _cid(cls, value: str | None) -> str | None:
+        if value is not None and not is_cid(value):
+            raise ValueError(f"{value!r} is not a CID (expected Qm... or bafy...)")
+        return value
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError(f"{value!r} is not a URL (expected http(s)://host/...)")
+        return value
+
+    @model_validator(mode="after")
+    def _one_location(self) -> "InputSource":
+        needed = {"ipfs": "cid", "url": "url", "inline": "content"}[self.source]
+        if getattr(self, needed) is None:
+            raise ValueError(f"a {self.source} input needs `{needed}`")
+        if self.source == "inline":
+            try:
+                data = base64.b64decode(self.content or "", validate=True)
+            except ValueError:
+                raise ValueError("inline `content` must be base64") from None
+            if len(data) > MAX_INLINE_BYTES:
+                raise ValueError(f"inline content is over {MAX_INLINE_BYTES} bytes; add it to IPFS")
+        return self
+
+    @classmethod
+    def inline(cls, data: bytes, path: str) -> "InputSource":
+        return cls(source="inline", path=path, content=base64.b64encode(data).decode())
+
+    def inline_bytes(self) -> bytes:
+        return base64.b64decode(self.content or "")
+
+
+class ResultPath(Frozen):
+    """A writable folder in the job whose contents become a result volume."""
+
+    name: str
+    path: str
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _NAME.match(value) or value in ("stdout", "stderr", "exitCode", "raw"):
+            raise ValueError(f"{value!r} is not a usable output name (expected letters, digits, _ . -)")
+        return value
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        return _absolute_path(value)
+
+
+class Resources(Frozen):
+    cpu: float | None = None
+    memory: int | None = None
+    gpu: int = 0
+
+    @field_validator("cpu", mode="before")
+    @classmethod
+    def _cpu(cls, value):
+        return None if value in (None, "") else parse_cpu(value)
+
+    @field_validator("memory", mode="before")
+    @classmethod
+    def _memory(cls, value):
+        return None if value in (None, "") else parse_size(value)
+
+    @field_validator("gpu")
+    @classmethod
+    def _gpu(cls, value: int) -> int:
+        if value < 0:
+            raise ValueError("must not be negative")
+        return value
+
+
+class Deal(Frozen):
+    """How many nodes run the job and how many must agree."""
+
+    concurrency: Annotated[int, Field(ge=1, le=100)] = 1
+    confidence: Annotated[int, Field(ge=0, le=100)] = 0
+    min_bids: Annotated[int, Field(ge=0, le=100)] = 0
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Deal":
+        if self.confidence > self.concurrency:
+            raise ValueError(
+                f"confidence {self.confidence} is more than concurrency {self.concurrency}"
+            )
+        return self
+
+
+class Task(Frozen):
+    """What to run. docker: `image` (+ entrypoint, command). wasm: `module`."""
+
+    engine: Engine
+    image: str | None = None
+    entrypoint: list[str] | None = None
+    command: list[str] = []
+    module: InputSource | None = None
+    entry_point: str = "_start"
+    env: dict[str, str] = {}
+    workdir: str | None = None
+    network: Literal["none", "full"] = "none"
+
+    @field_validator("env")
+    @classmethod
+    def _env(cls, value: dict[str, str]) -> dict[str, str]:
+        for key in value:
+            if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key):
+                raise ValueError(f"{key!r} is not an environment variable name")
+        return value
+
+    @field_validator("workdir")
+    @classmethod
+    def _workdir(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("/"):
+            raise ValueError(f"{value!r} is not an absolute path")
+        return value
+
+    @model_validator(mode="after")
+    def _engine_fields(self) -> "Task":
+        if self.engine is Engine.DOCKER:
+            if not self.image or not re.match(r"^[\w][\w.\-/:@]*$", self.image):
+                raise ValueError("a docker task needs `image` (e.g. busybox or ubuntu:22.04)")
+            if self.module is not None:
+                raise ValueError("a docker task takes `image`, not `module`")
+        else:
+            if self.module is None:
+                raise ValueError("a wasm task needs `module` (a CID or inline .wasm bytes)")
+            if self.image is not None:
+                raise ValueError("a wasm task takes `module`, not `image`")
+        return self
+
+
+class JobSpec(Frozen):
+    """The whole job as submitted. `outputs` always contains `outputs:/outputs`."""
+
+    task: Task
+    inputs: list[InputSource] = []
+    outputs: Annotated[list[ResultPath], Field(validate_default=True)] = []
+    resources: Resources = Resources()
+    deal: Deal = Deal()
+    timeout: Annotated[float, Field(gt=0, le=7 * 24 * 3600)] = DEFAULT_TIMEOUT_SECONDS
+    verifier: str = "noop"
+    publisher: str = "ipfs"
+    labels: list[str] = []
+    selector: dict[str, str] = {}
+
+    @field_validator("outputs")
+    @classmethod
+    def _default_output(cls, value: list[ResultPath]) -> list[ResultPath]:
+        if not any(o.name == DEFAULT_OUTPUT for o in value):
+            value = [ResultPath(name=DEFAULT_OUTPUT, path=DEFAULT_OUTPUT_PATH), *value]
+        names = [o.name for o in value]
+        if len(set(names)) != len(names):
+            raise ValueError(f"output names must be unique, got {names}")
+        return value
+
+    @model_validator(mode="after")
+    def _paths_distinct(self) -> "JobSpec":
+        paths = [i.path for i in self.inputs] + [o.path for o in self.outputs]
+        duplicated = sorted({p for p in paths if paths.count(p) > 1})
+        if duplicated:
+            raise ValueError(f"two volumes are mounted at {duplicated[0]}")
+        from bacalhau_py.publisher import PUBLISHERS
+        from bacalhau_py.verifier import VERIFIERS
+
+        if self.verifier not in VERIFIERS:
+            raise ValueError(f"unknown verifier {self.verifier!r} (expected one of {', '.join(VERIFIERS)})")
+        if self.publisher not in PUBLISHERS:
+            raise ValueError(f"unknown publisher {self.publisher!r} (expected one of {', '.join(PUBLISHERS)})")
+        return self

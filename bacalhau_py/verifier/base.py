@@ -1,0 +1,38 @@
+"""The verifier interface. Called on the requester side once results are proposed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from bacalhau_py.models import JobSpec
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """One execution's proposed result, its hash already revealed and checked."""
+
+    execution_id: str
+    node_id: str
+    exit_code: int | None
+    result_cid: str | None
+    result_hash: str
+
+
+@dataclass(frozen=True)
+class Verdict:
+    accepted: frozenset[str]
+    rejected: frozenset[str]
+    message: str = ""
+    """Why, when nothing was accepted: the job fails with this message."""
+
+
+class ResultReader(Protocol):
+    async def fetch(self, proposal: Proposal, dest: Path) -> Path:
+        """Fetch the proposed result folder into `dest` (from IPFS or the compute node)."""
+
+
+class Verifier(Protocol):
+    async def verify(self, spec: JobSpec, proposals: list[Proposal], results: ResultReader) -> Verdict:
+        """Split proposals into accepted and rejected execution IDs."""
