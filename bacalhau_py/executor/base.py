@@ -8,9 +8,12 @@ from typing import Protocol
 
 from bacalhau_py.models import JobSpec
 
-# stdout and stderr are each cut at this size; the rest is dropped and the
-# truncation noted on the last line of the file.
+# stdout and stderr are each cut at this size; the rest is dropped.
 MAX_LOG_BYTES = 16 << 20
+
+# Every container the docker executor starts carries this label (value: the
+# execution ID), so a stopping node or a test can find what is left.
+CONTAINER_LABEL = "bacalhau-py.execution"
 
 
 @dataclass(frozen=True)
@@ -23,30 +26,38 @@ class Mount:
 
 
 @dataclass(frozen=True)
-class RunResult:
-    """What a finished run left: exit code; stdout/stderr are files in result_dir."""
+class PreparedExecution:
+    """Everything an executor needs, already on local disk."""
 
+    execution_id: str
+    job_id: str
+    spec: JobSpec
+    inputs: list[Mount]
+    """Read-only, one per `spec.inputs`, fetched by the storage providers."""
+    outputs: list[Mount]
+    """Writable empty folders, one per `spec.outputs`, inside `result_dir/<name>`."""
+    result_dir: Path
+    """Where `stdout` and `stderr` go; published after the run."""
+    module: Path | None = None
+    """wasm only: the module file fetched from `spec.task.module`."""
+
+
+@dataclass(frozen=True)
+class RunResult:
     exit_code: int
     message: str = ""
 
 
 class Executor(Protocol):
     async def is_installed(self) -> bool:
-        """Can this node run jobs of this engine at all (engine reachable, image tools present)?"""
+        """Can this node run jobs of this engine at all?"""
 
-    async def run(
-        self,
-        execution_id: str,
-        spec: JobSpec,
-        inputs: list[Mount],
-        outputs: list[Mount],
-        result_dir: Path,
-    ) -> RunResult:
-        """Run the task to completion. Writes `result_dir/stdout` and `result_dir/stderr`.
+    async def run(self, execution: PreparedExecution) -> RunResult:
+        """Run the task to completion; write `result_dir/stdout` and `result_dir/stderr`.
 
-        Inputs are mounted read-only, outputs writable. A non-zero exit of the
-        program is a normal `RunResult`, not an error. Raises `ExecutorError`
-        when the task cannot run (image missing, invalid module). Cancellation
-        (trio cancel scope: job timeout or user cancel) stops the container or
-        wasm instance and releases everything before the Cancelled propagates.
+        A non-zero exit of the program is a normal `RunResult`, not an error.
+        Raises `ExecutorError` when the task cannot run (image missing, invalid
+        module). Cancellation (the job's timeout or a user's cancel, as a trio
+        cancel scope) stops the container or wasm instance and releases it
+        before the `Cancelled` propagates.
         """

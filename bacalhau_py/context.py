@@ -1,0 +1,24 @@
+"""What every provider is built with: `Provider(ctx: ProviderContext)`.
+
+The node builds one context and passes it to each executor, storage provider
+and publisher it loads from the registries, so adding a provider never
+changes the node's wiring.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bacalhau_py.ipfs.base import IPFSClient
+
+
+@dataclass(frozen=True)
+class ProviderContext:
+    ipfs: IPFSClient
+    work_dir: Path
+    """The node's scratch folder; each execution gets a folder below it."""
+    fetch_timeout: float = 120.0
+    """Longest wait for one input (IPFS fetch, URL download)."""
+    max_url_bytes: int = 1 << 30
+    labels: dict[str, str] = field(default_factory=dict)
