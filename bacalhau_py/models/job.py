@@ -42,6 +42,8 @@ class Execution(BaseModel):
     exit_code: int | None = None
     result_cid: str | None = None
     result_hash: str | None = None
+    """Revealed by the compute node after every execution committed to its hash."""
+    commitment: str | None = None
     publisher: str | None = None
     message: str = ""
     created_at: datetime

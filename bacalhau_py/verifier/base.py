@@ -17,6 +17,7 @@ class Proposal:
     node_id: str
     exit_code: int | None
     result_cid: str | None
+    publisher: str
     result_hash: str
 
 
@@ -29,8 +30,8 @@ class Verdict:
 
 
 class ResultReader(Protocol):
-    async def fetch(self, proposal: Proposal, dest: Path) -> Path:
-        """Fetch the proposed result folder into `dest` (from IPFS or the compute node)."""
+    async def fetch(self, execution_id: str, node_id: str, result_cid: str | None, publisher: str) -> Path:
+        """The proposed result folder on this node's disk (fetched from IPFS or the compute node once)."""
 
 
 class Verifier(Protocol):

@@ -1,0 +1,266 @@
+"""The node's HTTP API (JSON under /api/v1), served by hypercorn inside the node's trio nursery.
+
+Every route is a thin translation between HTTP and `NodeService`; the node
+does the work. Errors are `bacalhau_py.errors` everywhere: one handler turns
+them into a status code and `{"error": "<one line>", "kind": "<class name>"}`,
+and `api.client` turns that back into the same exception class.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from functools import partial
+from pathlib import Path
+
+import trio
+from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from bacalhau_py import __version__
+from bacalhau_py.api import archive
+from bacalhau_py.api.service import NodeService
+from bacalhau_py.errors import (
+    BacalhauError,
+    NodeUnreachable,
+    NotFound,
+    StorageError,
+    TransportError,
+    UserInputError,
+)
+from bacalhau_py.models import Job
+from bacalhau_py.models.codec import spec_from_dict
+
+PREFIX = "/api/v1"
+MAX_WAIT_SECONDS = 60.0
+"""Longest single long-poll: clients loop, so a poll never outlives proxies' idle timeouts."""
+
+log = logging.getLogger(__name__)
+
+# Looked up along the exception's MRO, so a subclass maps like its base.
+_STATUS: dict[type[BacalhauError], int] = {
+    UserInputError: 400,
+    NotFound: 404,
+    StorageError: 502,
+    TransportError: 502,
+    NodeUnreachable: 502,
+}
+
+
+def status_for(error: BacalhauError) -> int:
+    for cls in type(error).__mro__:
+        if cls in _STATUS:
+            return _STATUS[cls]
+    return 500
+
+
+def error_body(message: str, kind: str) -> dict[str, str]:
+    # One line, always: the CLI prints it as-is after "Error: ".
+    return {"error": " ".join(message.split()), "kind": kind}
+
+
+def _job_json(job: Job) -> dict:
+    return job.model_dump(mode="json")
+
+
+def create_app(node: NodeService, *, scratch_dir: Path | None = None) -> FastAPI:
+    """The API for `node`. Uploads (`POST /ipfs/add`) are unpacked below `scratch_dir`."""
+    uploads = Path(scratch_dir or tempfile.gettempdir())
+    app = FastAPI(title="bacalhau-py", version=__version__, docs_url=None, redoc_url=None)
+
+    @app.exception_handler(BacalhauError)
+    async def _bacalhau_error(request: Request, error: BacalhauError) -> JSONResponse:
+        status = status_for(error)
+        if status == 500:
+            log.error("%s %s failed: %s", request.method, request.url.path, error)
+        return JSONResponse(error_body(str(error), type(error).__name__), status_code=status)
+
+    @app.exception_handler(RequestValidationError)
+    async def _bad_request(request: Request, error: RequestValidationError) -> JSONResponse:
+        first = error.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        return JSONResponse(error_body(f"{where}: {first.get('msg', 'invalid')}", "UserInputError"), status_code=400)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        kind = "NotFound" if error.status_code == 404 else "BacalhauError"
+        message = f"{request.method} {request.url.path}: {error.detail}"
+        return JSONResponse(error_body(message, kind), status_code=error.status_code)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, error: Exception) -> JSONResponse:
+        # A bug, not a user error: log the traceback here, send one line.
+        log.exception("%s %s crashed", request.method, request.url.path)
+        return JSONResponse(error_body(f"internal error: {error!r}", "BacalhauError"), status_code=500)
+
+    @app.post(PREFIX + "/jobs")
+    async def submit(request: Request) -> dict:
+        body = await request.body()
+        try:
+            data = json.loads(body)
+        except ValueError:
+            raise UserInputError("request body: not valid JSON (expected a job spec object)") from None
+        # spec_from_dict accepts both this project's spec and IPVM tasks.
+        job = await node.submit(spec_from_dict(data))
+        return _job_json(job)
+
+    @app.get(PREFIX + "/jobs")
+    async def list_jobs(limit: int = Query(20, ge=1, le=10_000)) -> dict:
+        return {"jobs": [_job_json(job) for job in await node.list_jobs(limit)]}
+
+    @app.get(PREFIX + "/jobs/{job_id}")
+    async def get_job(job_id: str) -> dict:
+        return _job_json(await node.get_job(job_id))
+
+    @app.get(PREFIX + "/jobs/{job_id}/wait")
+    async def wait(
+        job_id: str,
+        since: str | None = None,
+        timeout: float = Query(30.0, ge=0, le=MAX_WAIT_SECONDS),
+    ) -> dict:
+        job = await node.get_job(job_id)
+        if job.state.terminal:
+            return _job_json(job)
+        return _job_json(await node.wait_for_change(job.id, since, timeout))
+
+    @app.post(PREFIX + "/jobs/{job_id}/cancel")
+    async def cancel(job_id: str) -> dict:
+        job = await node.get_job(job_id)
+        return _job_json(await node.cancel(job.id))
+
+    @app.get(PREFIX + "/jobs/{job_id}/logs")
+    async def logs(job_id: str, follow: bool = False) -> StreamingResponse:
+        # Resolve first, so an unknown ID is a 404 rather than an error inside the stream.
+        job = await node.get_job(job_id)
+        return StreamingResponse(_ndjson_logs(node, job.id, follow), media_type="application/x-ndjson")
+
+    @app.get(PREFIX + "/jobs/{job_id}/results")
+    async def results(job_id: str) -> StreamingResponse:
+        job = await node.get_job(job_id)
+        chunks = node.results(job.id)
+        # Pull the first chunk before answering: "no results yet" must be a 404,
+        # which is impossible once the 200 and the headers are sent.
+        try:
+            first = await anext(chunks)
+        except StopAsyncIteration:
+            first = b""
+        return StreamingResponse(
+            _prepend(first, chunks),
+            media_type=archive.MEDIA_TYPE,
+            headers={"X-Bacalhau-Job-Id": job.id},
+        )
+
+    @app.post(PREFIX + "/ipfs/add")
+    async def ipfs_add(request: Request) -> dict:
+        return {"cid": await _add_upload(node, request, uploads)}
+
+    @app.get(PREFIX + "/node")
+    async def node_info() -> dict:
+        return (await node.info()).model_dump(mode="json")
+
+    @app.get(PREFIX + "/nodes")
+    async def nodes() -> dict:
+        return {"nodes": [info.model_dump(mode="json") for info in await node.known_nodes()]}
+
+    @app.get(PREFIX + "/version")
+    async def version() -> dict:
+        return {"version": __version__, "peer_id": node.peer_id}
+
+    return app
+
+
+async def _ndjson_logs(node: NodeService, job_id: str, follow: bool) -> AsyncIterator[bytes]:
+    """One JSON object per line: {"stream": "stdout"|"stderr", "data": base64}.
+
+    An error after the stream has started is sent as a last line {"error", "kind"}.
+    """
+    try:
+        async with _closing(node.logs(job_id, follow)) as chunks:
+            async for stream, data in chunks:
+                line = {"stream": stream, "data": base64.b64encode(data).decode()}
+                yield (json.dumps(line) + "\n").encode()
+    except BacalhauError as error:
+        yield (json.dumps(error_body(str(error), type(error).__name__)) + "\n").encode()
+
+
+async def _prepend(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    async with _closing(rest):
+        if first:
+            yield first
+        async for chunk in rest:
+            yield chunk
+
+
+@asynccontextmanager
+async def _closing(chunks: AsyncIterator):
+    # Close the node's generator as soon as the client goes away, not at GC time.
+    try:
+        yield chunks
+    finally:
+        aclose = getattr(chunks, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+async def _add_upload(node: NodeService, request: Request, uploads: Path) -> str:
+    """Spool the uploaded tar, unpack it safely into a fresh folder, add its one entry to IPFS."""
+    uploads.mkdir(parents=True, exist_ok=True)
+    workdir = Path(await trio.to_thread.run_sync(partial(tempfile.mkdtemp, prefix="upload-", dir=uploads)))
+    try:
+        tar_path = workdir / "upload.tar"
+        async with await trio.open_file(tar_path, "wb") as spool:
+            async for chunk in request.stream():
+                await spool.write(chunk)
+        tree = workdir / "tree"
+
+        def unpack() -> list[str]:
+            with tar_path.open("rb") as handle:
+                return archive.extract(handle, tree)
+
+        names = await trio.to_thread.run_sync(unpack)
+        if len(names) != 1:
+            raise UserInputError(f"upload: expected one file or folder in the archive, found {len(names)}")
+        return await node.ipfs_add(tree / names[0])
+    finally:
+        with trio.CancelScope(shield=True):
+            await trio.to_thread.run_sync(partial(shutil.rmtree, workdir, ignore_errors=True))
+
+
+async def serve_api(
+    node: NodeService,
+    host: str,
+    port: int,
+    *,
+    scratch_dir: Path | None = None,
+    shutdown_trigger: Callable[[], Awaitable[None]] | None = None,
+    task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve the API on host:port until cancelled (or until `shutdown_trigger` returns).
+
+    `task_status.started((host, port))` comes only once the socket listens, with
+    the real port, so port 0 works. Cancelling closes connections at once;
+    `shutdown_trigger` returning lets in-flight requests finish first.
+    """
+    from hypercorn.config import Config
+    from hypercorn.trio import serve
+
+    config = Config()
+    config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
+    config.accesslog = None
+    config.errorlog = log
+    config.graceful_timeout = 5.0
+    app = create_app(node, scratch_dir=scratch_dir)
+    async with trio.open_nursery() as nursery:
+        binds: list[str] = await nursery.start(
+            partial(serve, app, config, shutdown_trigger=shutdown_trigger or trio.sleep_forever)
+        )
+        # hypercorn reports "http://HOST:PORT" for each socket it listens on.
+        real_port = int(binds[0].rsplit(":", 1)[1])
+        task_status.started((host, real_port))

@@ -1,0 +1,55 @@
+"""What the HTTP API needs from a node. `bacalhau_py.node.Node` implements it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Protocol
+
+from bacalhau_py.models import Job, JobSpec
+from bacalhau_py.models.messages import NodeInfo
+
+
+class NodeService(Protocol):
+    peer_id: str
+
+    async def submit(self, spec: JobSpec) -> Job:
+        """Validate, store (Pending) and start the job; return its record."""
+
+    async def list_jobs(self, limit: int = 20) -> list[Job]:
+        """Newest first."""
+
+    async def get_job(self, job_id: str) -> Job:
+        """By full ID or a unique prefix of 8+ characters.
+
+        Raises NotFound (unknown), UserInputError (prefix < 8 or ambiguous).
+        """
+
+    async def wait_for_change(self, job_id: str, since_updated_at: str | None, timeout: float) -> Job:
+        """Return the job as soon as it changed after `since_updated_at` (ISO) or at timeout."""
+
+    async def cancel(self, job_id: str) -> Job:
+        """Cancel; the compute nodes stop its containers/wasm instances. Terminal jobs: unchanged."""
+
+    def logs(self, job_id: str, follow: bool) -> AsyncIterator[tuple[str, bytes]]:
+        """("stdout" | "stderr", chunk) of the first accepted (else first finished) execution.
+
+        With follow, waits while the job runs and ends when it is terminal.
+        """
+
+    def results(self, job_id: str) -> AsyncIterator[bytes]:
+        """A tar stream in the results layout of shared/CLI.md.
+
+        Top level: the accepted execution's stdout, stderr, exitCode and output
+        folders; plus raw/<node-id>/... for every execution when more than one ran.
+        Raises NotFound if the job has no published result yet.
+        """
+
+    async def ipfs_add(self, path: Path) -> str:
+        """Add a file or folder (already on the node's disk) to IPFS; return the CID."""
+
+    async def info(self) -> NodeInfo:
+        """This node: peer ID, addresses, types, labels, capacity."""
+
+    async def known_nodes(self) -> list[NodeInfo]:
+        """Every node this node knows, itself included."""

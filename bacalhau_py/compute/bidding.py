@@ -1,0 +1,53 @@
+"""The bid strategy: may this compute node take this job?"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from bacalhau_py.compute.capacity import Capacity, CapacityTracker
+from bacalhau_py.models import JobSpec
+from bacalhau_py.storage.base import StorageProvider
+
+
+@dataclass(frozen=True)
+class BidPolicy:
+    labels: dict[str, str]
+    data_locality: Literal["local", "anywhere"] = "anywhere"
+
+
+class BidStrategy:
+    """Checks, cheapest first; the first failing check is the reason given to the requester."""
+
+    def __init__(
+        self,
+        policy: BidPolicy,
+        capacity: CapacityTracker,
+        engines: set[str],
+        storages: dict[str, StorageProvider],
+    ) -> None:
+        self.policy = policy
+        self.capacity = capacity
+        self.engines = engines
+        self.storages = storages
+
+    async def refusal(self, spec: JobSpec) -> str | None:
+        """None if the node will bid, else why not (one line)."""
+        engine = spec.task.engine.value
+        if engine not in self.engines:
+            return f"engine {engine} is not installed on this node"
+        for key, value in spec.selector.items():
+            if self.policy.labels.get(key) != value:
+                return f"node labels do not match selector {key}={value}"
+        for source in spec.inputs:
+            if source.source not in self.storages:
+                return f"input source {source.source} is not available on this node"
+        reason = self.capacity.why_not(Capacity.needed_by(spec.resources))
+        if reason:
+            return reason
+        if self.policy.data_locality == "local":
+            ipfs = self.storages.get("ipfs")
+            for source in spec.inputs:
+                if source.source == "ipfs" and not (ipfs and await ipfs.has_locally(source)):
+                    return f"input {source.cid} is not on this node (data locality: local)"
+        return None

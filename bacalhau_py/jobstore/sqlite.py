@@ -1,0 +1,247 @@
+"""The requester's job store: every job, its executions and its history, in sqlite.
+
+Each job is one row holding the whole `Job` document, rewritten in one
+transaction on every change, so a crash can never leave a job half-updated.
+This module is also the only place where job and execution states change:
+each update goes through the transition table and appends a history event.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import trio
+
+from bacalhau_py.errors import NotFound, UserInputError
+from bacalhau_py.models import (
+    Event,
+    Execution,
+    ExecutionState,
+    Job,
+    JobSpec,
+    JobState,
+    advance_execution,
+    advance_job,
+)
+from bacalhau_py.models.job import now
+
+MIN_PREFIX = 8
+# Finished jobs are dropped from memory past this many cached jobs; they are
+# read back from sqlite when asked for.
+CACHE_SIZE = 2000
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    created_at TEXT NOT NULL,
+    state TEXT NOT NULL,
+    doc TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS jobs_created ON jobs (created_at);
+"""
+
+
+class JobStore:
+    """Persistent jobs. Open with `JobStore.open(path)`; `path=None` keeps it in memory."""
+
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self._db = connection
+        self._lock = threading.Lock()
+        self._cache: dict[str, Job] = {}
+        self._changed: dict[str, trio.Event] = {}
+        # A trio lock serialises read-modify-write of one job document; the
+        # thread lock guards the connection itself.
+        self._write = trio.Lock()
+
+    @classmethod
+    def open(cls, path: Path | None) -> "JobStore":
+        connection = sqlite3.connect(
+            str(path) if path else ":memory:", check_same_thread=False, timeout=10.0
+        )
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute("PRAGMA synchronous=NORMAL")
+        connection.executescript(_SCHEMA)
+        return cls(connection)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # -- reading --------------------------------------------------------------
+
+    async def get(self, job_id: str) -> Job:
+        """By full ID or a unique prefix of at least 8 characters."""
+        if job_id in self._cache:
+            return self._cache[job_id]
+        if len(job_id) < MIN_PREFIX:
+            raise UserInputError(f"job ID {job_id!r} is too short (expected the full ID or 8+ characters)")
+        rows = await self._run(
+            lambda db: db.execute(
+                "SELECT doc FROM jobs WHERE id >= ? AND id < ? LIMIT 2", (job_id, job_id + "\uffff")
+            ).fetchall()
+        )
+        if not rows:
+            raise NotFound(f"job {job_id} not found")
+        if len(rows) > 1:
+            raise UserInputError(f"job ID prefix {job_id!r} matches several jobs; give more characters")
+        job = Job.model_validate_json(rows[0][0])
+        return self._cache.setdefault(job.id, job)
+
+    async def list(self, limit: int = 20) -> list[Job]:
+        """Newest first."""
+        rows = await self._run(
+            lambda db: db.execute(
+                "SELECT id, doc FROM jobs ORDER BY created_at DESC, rowid DESC LIMIT ?", (limit,)
+            ).fetchall()
+        )
+        return [self._cache.get(job_id) or Job.model_validate_json(doc) for job_id, doc in rows]
+
+    async def unfinished(self) -> list[Job]:
+        rows = await self._run(
+            lambda db: db.execute(
+                "SELECT doc FROM jobs WHERE state IN (?, ?)",
+                (JobState.PENDING.value, JobState.RUNNING.value),
+            ).fetchall()
+        )
+        return [Job.model_validate_json(doc) for (doc,) in rows]
+
+    def changed(self, job_id: str) -> trio.Event:
+        """An event set at the next change of the job (a fresh one after each change)."""
+        return self._changed.setdefault(job_id, trio.Event())
+
+    # -- writing --------------------------------------------------------------
+
+    async def create(self, job_id: str, spec: JobSpec, requester_id: str) -> Job:
+        at = now()
+        job = Job(
+            id=job_id,
+            state=JobState.PENDING,
+            spec=spec,
+            requester_id=requester_id,
+            created_at=at,
+            updated_at=at,
+            events=[Event(at=at, job_state=JobState.PENDING, message="submitted")],
+        )
+        async with self._write:
+            await self._save(job, insert=True)
+        return job
+
+    async def set_job_state(self, job_id: str, state: JobState, message: str = "") -> Job:
+        """Move the job to `state`. A job already finished stays as it is: late news
+        (a failure racing a user's cancel) is dropped, not an error."""
+        def change(job: Job, at) -> Job:
+            if job.state.terminal:
+                return job
+            advance_job(job.state, state)
+            event = Event(at=at, job_state=state, message=message)
+            return job.model_copy(
+                update={
+                    "state": state,
+                    "message": message or job.message,
+                    "events": [*job.events, event],
+                }
+            )
+
+        return await self._update(job_id, change)
+
+    async def add_execution(self, job_id: str, execution_id: str, node_id: str) -> Job:
+        def change(job: Job, at) -> Job:
+            execution = Execution(
+                id=execution_id,
+                job_id=job_id,
+                node_id=node_id,
+                state=ExecutionState.ASKED_FOR_BID,
+                created_at=at,
+                updated_at=at,
+            )
+            event = Event(
+                at=at,
+                execution_id=execution_id,
+                node_id=node_id,
+                execution_state=ExecutionState.ASKED_FOR_BID,
+            )
+            return job.model_copy(
+                update={"executions": [*job.executions, execution], "events": [*job.events, event]}
+            )
+
+        return await self._update(job_id, change)
+
+    async def set_execution_state(
+        self, job_id: str, execution_id: str, state: ExecutionState, message: str = "", **fields
+    ) -> Job:
+        """Move one execution to `state`; `fields` sets exit_code, result_cid, result_hash, ...
+
+        As for jobs, an execution already finished stays as it is."""
+
+        def change(job: Job, at) -> Job:
+            executions = []
+            found = None
+            for execution in job.executions:
+                if execution.id == execution_id:
+                    if execution.state.terminal:
+                        return job
+                    advance_execution(execution.state, state)
+                    found = execution.model_copy(
+                        update={
+                            "state": state,
+                            "message": message or execution.message,
+                            "updated_at": at,
+                            **fields,
+                        }
+                    )
+                    execution = found
+                executions.append(execution)
+            if found is None:
+                raise NotFound(f"execution {execution_id} of job {job_id} not found")
+            event = Event(
+                at=at,
+                execution_id=execution_id,
+                node_id=found.node_id,
+                execution_state=state,
+                message=message,
+            )
+            return job.model_copy(update={"executions": executions, "events": [*job.events, event]})
+
+        return await self._update(job_id, change)
+
+    async def _update(self, job_id: str, change: Callable[[Job, object], Job]) -> Job:
+        async with self._write:
+            job = await self.get(job_id)
+            at = now()
+            updated = change(job, at)
+            if updated is job:
+                return job
+            updated = updated.model_copy(update={"updated_at": at})
+            await self._save(updated, insert=False)
+        return updated
+
+    async def _save(self, job: Job, *, insert: bool) -> None:
+        doc = job.model_dump_json()
+        if insert:
+            sql = "INSERT INTO jobs (id, created_at, state, doc) VALUES (?, ?, ?, ?)"
+            params = (job.id, job.created_at.isoformat(), job.state.value, doc)
+        else:
+            sql = "UPDATE jobs SET state = ?, doc = ? WHERE id = ?"
+            params = (job.state.value, doc, job.id)
+
+        def write(db: sqlite3.Connection) -> None:
+            with db:
+                db.execute(sql, params)
+
+        await self._run(write)
+        self._cache[job.id] = job
+        if len(self._cache) > CACHE_SIZE:
+            for cached_id in [i for i, j in self._cache.items() if j.state.terminal]:
+                del self._cache[cached_id]
+        self._changed.pop(job.id, trio.Event()).set()
+
+    async def _run(self, query):
+        # sqlite's own busy timeout (10 s) bounds how long a call can wait.
+        def locked():
+            with self._lock:
+                return query(self._db)
+
+        return await trio.to_thread.run_sync(locked)

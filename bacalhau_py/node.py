@@ -1,0 +1,382 @@
+"""One node: IPFS, transport, job store, compute and requester roles, HTTP API.
+
+`Node.serve` starts every service in one nursery, in dependency order, and
+reports ready only when the API really listens. Cancelling it stops them all:
+running executions are cancelled (their containers removed) before it returns.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import trio
+
+from bacalhau_py import __version__
+from bacalhau_py.compute.bidding import BidPolicy, BidStrategy
+from bacalhau_py.compute.capacity import ZERO, Capacity, CapacityTracker
+from bacalhau_py.compute.service import ComputeService
+from bacalhau_py.context import ProviderContext
+from bacalhau_py.directory import NodeDirectory
+from bacalhau_py.errors import BacalhauError, InvalidMessage, UserInputError
+from bacalhau_py.executor import EXECUTORS
+from bacalhau_py.ipfs.base import IPFSClient, IPFSIdentity
+from bacalhau_py.jobstore import JobStore
+from bacalhau_py.models import Job, JobSpec
+from bacalhau_py.models.messages import (
+    Ack,
+    AskBid,
+    BidDecision,
+    CancelExecution,
+    ExecutionUpdate,
+    FetchResult,
+    JobAnnounce,
+    Message,
+    NodeInfo,
+    NodeInfoRequest,
+    ResultProposal,
+    RevealRequest,
+)
+from bacalhau_py.publisher import PUBLISHERS
+from bacalhau_py.requester.results import ResultFetcher
+from bacalhau_py.requester.service import RequesterService, RequesterTimeouts
+from bacalhau_py.results import STDERR, STDOUT
+from bacalhau_py.storage import STORAGES
+from bacalhau_py.transport.base import Transport
+
+log = logging.getLogger("bacalhau_py.node")
+
+ANNOUNCE_EVERY_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    repo: Path
+    node_types: frozenset[str] = frozenset({"requester", "compute"})
+    api_host: str = "127.0.0.1"
+    api_port: int = 1234
+    swarm_host: str = "127.0.0.1"
+    swarm_port: int = 0
+    peers: tuple[str, ...] = ()
+    ipfs_connect: str | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    limit_total: Capacity | None = None
+    limit_job: Capacity | None = None
+    data_locality: Literal["local", "anywhere"] = "anywhere"
+    bad_actor: bool = False
+    engines: tuple[str, ...] | None = None
+    """Restrict the executors this node offers (default: every installed one)."""
+    fetch_timeout: float = 120.0
+    timeouts: RequesterTimeouts = RequesterTimeouts()
+
+
+class Node:
+    """Implements `api.service.NodeService` and `transport.base.MessageHandler`."""
+
+    def __init__(self, config: NodeConfig, *, transport: Transport | None = None) -> None:
+        self.config = config
+        self._transport = transport
+        self.api_address: tuple[str, int] | None = None
+        self.ipfs_api: str | None = None
+        self.compute: ComputeService | None = None
+        self.requester: RequesterService | None = None
+        self.capacity: CapacityTracker | None = None
+        self.engines: list[str] = []
+
+    @property
+    def peer_id(self) -> str:
+        return self.transport.peer_id
+
+    # -- lifecycle ------------------------------------------------------------
+
+    async def serve(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        config = self.config
+        repo = config.repo
+        await trio.to_thread.run_sync(lambda: (repo / "work").mkdir(parents=True, exist_ok=True))
+        self.store = JobStore.open(repo / "jobs.sqlite")
+        try:
+            async with trio.open_nursery() as nursery:
+                self.ipfs = await self._start_ipfs(nursery)
+                self.ipfs_identity = await self.ipfs.id()
+                if self._transport is None:
+                    from bacalhau_py.transport.libp2p import Libp2pTransport
+
+                    self._transport = Libp2pTransport(
+                        repo / "keys", listen_port=config.swarm_port, host=config.swarm_host
+                    )
+                self.transport = self._transport
+                self.directory = NodeDirectory(self._own_info)
+                ctx = ProviderContext(
+                    ipfs=self.ipfs, work_dir=repo / "work", fetch_timeout=config.fetch_timeout, labels=config.labels
+                )
+                self.result_fetcher = ResultFetcher(
+                    ipfs=self.ipfs,
+                    transport=self.transport,
+                    cache_dir=repo / "work" / "results",
+                    timeout=config.fetch_timeout,
+                )
+                self.compute = await self._build_compute(ctx) if "compute" in config.node_types else None
+                self.requester = (
+                    RequesterService(
+                        transport=self.transport,
+                        store=self.store,
+                        directory=self.directory,
+                        results=self.result_fetcher,
+                        timeouts=config.timeouts,
+                    )
+                    if "requester" in config.node_types
+                    else None
+                )
+                await nursery.start(self._serve_transport)
+                if self.compute:
+                    await nursery.start(self.compute.serve)
+                if self.requester:
+                    await nursery.start(self.requester.serve)
+                await self._join(config.peers)
+                nursery.start_soon(self._announce_forever)
+
+                from bacalhau_py.api.app import serve_api
+
+                self.api_address = await nursery.start(serve_api, self, config.api_host, config.api_port)
+                log.info("node %s ready: api http://%s:%d", self.peer_id, *self.api_address)
+                task_status.started(self)
+        finally:
+            with trio.CancelScope(shield=True):
+                if self.compute is not None:
+                    await self._remove_leftover_containers()
+                self.store.close()
+
+    async def _start_ipfs(self, nursery: trio.Nursery) -> IPFSClient:
+        from bacalhau_py.ipfs.client import KuboRPC
+
+        if self.config.ipfs_connect:
+            self.ipfs_api = self.config.ipfs_connect
+        else:
+            from bacalhau_py.ipfs.embedded import EmbeddedIPFS
+
+            embedded = EmbeddedIPFS(self.config.repo / "ipfs")
+            self.ipfs_api = await nursery.start(embedded.serve)
+        return KuboRPC(self.ipfs_api)
+
+    async def _build_compute(self, ctx: ProviderContext) -> ComputeService:
+        config = self.config
+        names = config.engines if config.engines is not None else tuple(EXECUTORS)
+        executors = {name: EXECUTORS.load(name)(ctx) for name in names}
+        installed = {name for name, executor in executors.items() if await executor.is_installed()}
+        storages = {name: STORAGES.load(name)(ctx) for name in STORAGES}
+        publishers = {name: PUBLISHERS.load(name)(ctx) for name in PUBLISHERS}
+        self.capacity = CapacityTracker(config.limit_total or Capacity.of_machine(), config.limit_job)
+        strategy = BidStrategy(
+            BidPolicy(labels=config.labels, data_locality=config.data_locality),
+            self.capacity,
+            installed,
+            storages,
+        )
+        self.engines = sorted(installed)
+        return ComputeService(
+            transport=self.transport,
+            work_dir=ctx.work_dir,
+            strategy=strategy,
+            capacity=self.capacity,
+            executors=executors,
+            storages=storages,
+            publishers=publishers,
+            bad_actor=config.bad_actor,
+        )
+
+    async def _serve_transport(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        await self.transport.serve(self, task_status=task_status)
+
+    async def _remove_leftover_containers(self) -> None:
+        executor = self.compute.executors.get("docker")
+        cleanup = getattr(executor, "cleanup_containers", None)
+        if cleanup is not None:
+            with trio.move_on_after(20):
+                try:
+                    await cleanup()
+                except BacalhauError as error:
+                    log.warning("could not remove leftover containers: %s", error)
+
+    # -- the network ------------------------------------------------------------
+
+    async def _join(self, peers: tuple[str, ...]) -> None:
+        """Dial each bootstrap peer and exchange NodeInfo, so both sides know each other at once."""
+
+        async def join(address: str) -> None:
+            try:
+                peer_id = await self.transport.connect(address)
+                info = await self.transport.request(peer_id, NodeInfoRequest())
+                if isinstance(info, NodeInfo):
+                    await self._learn(info)
+                await self.transport.request(peer_id, self._own_info())
+            except BacalhauError as error:
+                log.warning("could not join peer %s: %s", address, error)
+
+        async with trio.open_nursery() as nursery:
+            for address in peers:
+                nursery.start_soon(join, address)
+
+    async def _announce_forever(self) -> None:
+        while True:
+            try:
+                await self.transport.publish(self._own_info())
+            except BacalhauError as error:
+                log.debug("announce failed: %s", error)
+            await trio.sleep(ANNOUNCE_EVERY_SECONDS)
+
+    async def _learn(self, info: NodeInfo) -> None:
+        if info.peer_id == self.peer_id:
+            return
+        if not self.directory.update(info):
+            return
+        log.info("discovered node %s (%s)", info.peer_id, ",".join(info.node_types))
+        for address in info.addresses:
+            try:
+                await self.transport.connect(address)
+                break
+            except BacalhauError:
+                continue
+        for address in info.ipfs_addresses:
+            try:
+                await self.ipfs.connect(address)
+                break
+            except BacalhauError as error:
+                log.debug("ipfs connect %s failed: %s", address, error)
+
+    def _own_info(self) -> NodeInfo:
+        capacity = self.capacity
+        total = capacity.total if capacity else ZERO
+        free = capacity.free if capacity else ZERO
+        return NodeInfo(
+            peer_id=self.transport.peer_id,
+            node_types=sorted(self.config.node_types),
+            addresses=self.transport.addresses,
+            labels=self.config.labels,
+            engines=self.engines,
+            total_cpu=total.cpu,
+            total_memory=total.memory,
+            total_gpu=total.gpu,
+            free_cpu=free.cpu,
+            free_memory=free.memory,
+            free_gpu=free.gpu,
+            running=self.compute.running() if self.compute else 0,
+            ipfs_peer_id=self.ipfs_identity.peer_id,
+            ipfs_addresses=[
+                a if "/p2p/" in a else f"{a}/p2p/{self.ipfs_identity.peer_id}" for a in self.ipfs_identity.addresses
+            ],
+            version=__version__,
+        )
+
+    # -- MessageHandler -----------------------------------------------------------
+
+    async def on_request(self, sender: str, message: Message) -> Message:
+        try:
+            return await self._dispatch(sender, message)
+        except BacalhauError as error:
+            log.info("request %s from %s refused: %s", message.kind, sender, error)
+            return Ack(ok=False, message=error.message)
+
+    async def _dispatch(self, sender: str, message: Message) -> Message:
+        compute, requester = self.compute, self.requester
+        match message:
+            case NodeInfoRequest():
+                return self._own_info()
+            case NodeInfo():
+                if message.peer_id != sender:
+                    raise InvalidMessage("a node may only describe itself")
+                await self._learn(message)
+                return Ack()
+            case AskBid() | BidDecision() | CancelExecution() | RevealRequest() if compute is None:
+                raise UserInputError("this node is not a compute node")
+            case AskBid():
+                return await compute.on_ask_bid(sender, message)
+            case BidDecision():
+                return await compute.on_bid_decision(sender, message)
+            case CancelExecution():
+                return await compute.on_cancel(sender, message)
+            case RevealRequest():
+                return await compute.on_reveal_request(sender, message.execution_id)
+            case ExecutionUpdate() | ResultProposal() if requester is None:
+                raise UserInputError("this node is not a requester node")
+            case ExecutionUpdate():
+                return await requester.on_execution_update(sender, message)
+            case ResultProposal():
+                return await requester.on_result_proposal(sender, message)
+        raise InvalidMessage(f"unexpected request {message.kind}")
+
+    async def on_gossip(self, sender: str, message: Message) -> None:
+        match message:
+            case NodeInfo() if message.peer_id == sender:
+                await self._learn(message)
+            case JobAnnounce():
+                log.debug("job %s announced by %s", message.job_id, message.requester_id)
+            case _:
+                log.info("dropped gossip %s from %s", message.kind, sender)
+
+    async def on_stream_request(self, sender: str, message: Message) -> AsyncIterator[bytes]:
+        if not isinstance(message, FetchResult) or self.compute is None:
+            raise InvalidMessage(f"unexpected stream request {message.kind}")
+        async for chunk in self.compute.result_stream(sender, message.execution_id):
+            yield chunk
+
+    # -- NodeService (the HTTP API) ---------------------------------------------
+
+    def _requester(self) -> RequesterService:
+        if self.requester is None:
+            raise UserInputError("this node is not a requester node; submit jobs to a requester")
+        return self.requester
+
+    async def submit(self, spec: JobSpec) -> Job:
+        return await self._requester().submit(spec)
+
+    async def list_jobs(self, limit: int = 20) -> list[Job]:
+        return await self.store.list(limit)
+
+    async def get_job(self, job_id: str) -> Job:
+        return await self.store.get(job_id)
+
+    async def wait_for_change(self, job_id: str, since_updated_at: str | None, timeout: float) -> Job:
+        job = await self.store.get(job_id)
+        with trio.move_on_after(timeout):
+            while since_updated_at is not None and job.updated_at.isoformat() == since_updated_at:
+                changed = self.store.changed(job.id)
+                job = await self.store.get(job.id)
+                if job.updated_at.isoformat() != since_updated_at:
+                    break
+                await changed.wait()
+                job = await self.store.get(job.id)
+        return job
+
+    async def cancel(self, job_id: str) -> Job:
+        return await self._requester().cancel(job_id)
+
+    async def logs(self, job_id: str, follow: bool) -> AsyncIterator[tuple[str, bytes]]:
+        job = await self.store.get(job_id)
+        while follow and not job.state.terminal:
+            changed = self.store.changed(job.id)
+            job = await self.store.get(job.id)
+            if not job.state.terminal:
+                await changed.wait()
+                job = await self.store.get(job.id)
+        folder = await self.result_fetcher.folder_of(job)
+        for name in (STDOUT, STDERR):
+            data = await trio.to_thread.run_sync((folder / name).read_bytes)
+            if data:
+                yield name, data
+
+    async def results(self, job_id: str) -> AsyncIterator[bytes]:
+        job = await self.store.get(job_id)
+        async for chunk in self.result_fetcher.job_tar(job):
+            yield chunk
+
+    async def ipfs_add(self, path: Path) -> str:
+        return await self.ipfs.add(path)
+
+    async def info(self) -> NodeInfo:
+        return self._own_info()
+
+    async def known_nodes(self) -> list[NodeInfo]:
+        return self.directory.all()

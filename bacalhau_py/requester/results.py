@@ -1,0 +1,73 @@
+"""Results as the requester sees them: fetched once, cached, served to clients."""
+
+from __future__ import annotations
+
+import shutil
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import trio
+
+from bacalhau_py import tarstream
+from bacalhau_py.errors import NotFound
+from bacalhau_py.ipfs.base import IPFSClient
+from bacalhau_py.models import ExecutionState, Job
+from bacalhau_py.models.messages import FetchResult
+from bacalhau_py.results import RAW
+from bacalhau_py.transport.base import Transport
+
+WITH_RESULTS = (ExecutionState.RESULT_PROPOSED, ExecutionState.RESULT_ACCEPTED, ExecutionState.RESULT_REJECTED)
+
+
+class ResultFetcher:
+    """Implements the verifiers' ResultReader, and builds `get`'s tar stream."""
+
+    def __init__(self, *, ipfs: IPFSClient, transport: Transport, cache_dir: Path, timeout: float) -> None:
+        self.ipfs = ipfs
+        self.transport = transport
+        self.cache_dir = cache_dir
+        self.timeout = timeout
+        self._locks: defaultdict[str, trio.Lock] = defaultdict(trio.Lock)
+
+    async def fetch(self, execution_id: str, node_id: str, result_cid: str | None, publisher: str) -> Path:
+        final = self.cache_dir / execution_id
+        async with self._locks[execution_id]:
+            if final.exists():
+                return final
+            partial = self.cache_dir / f".{execution_id}.partial"
+            await trio.to_thread.run_sync(shutil.rmtree, partial, True)
+            if publisher == "local":
+                stream = self.transport.request_stream(node_id, FetchResult(execution_id=execution_id))
+                with trio.fail_after(self.timeout):
+                    await tarstream.extract(stream, partial)
+            else:
+                if result_cid is None:
+                    raise NotFound(f"execution {execution_id} published no result CID")
+                partial.parent.mkdir(parents=True, exist_ok=True)
+                await self.ipfs.get(result_cid, partial, timeout=self.timeout)
+            partial.rename(final)
+        return final
+
+    async def folder_of(self, job: Job) -> Path:
+        """The result folder whose logs a user means: the first accepted execution's, else the first proposed."""
+        candidates = job.accepted_executions() or [e for e in job.executions if e.state in WITH_RESULTS]
+        if not candidates:
+            raise NotFound(f"job {job.id} has no results yet (state {job.state.value})")
+        execution = candidates[0]
+        return await self.fetch(execution.id, execution.node_id, execution.result_cid, execution.publisher or job.spec.publisher)
+
+    async def job_tar(self, job: Job) -> AsyncIterator[bytes]:
+        """The results layout of CLI.md as a tar stream."""
+        accepted = job.accepted_executions()
+        if not accepted:
+            raise NotFound(f"job {job.id} has no accepted result (state {job.state.value}: {job.message or 'no message'})")
+        with_results = [e for e in job.executions if e.state in WITH_RESULTS]
+        publisher = job.spec.publisher
+        entries = [(await self.fetch(accepted[0].id, accepted[0].node_id, accepted[0].result_cid, publisher), "")]
+        if len(with_results) > 1:
+            for execution in with_results:
+                folder = await self.fetch(execution.id, execution.node_id, execution.result_cid, publisher)
+                entries.append((folder, f"{RAW}/{execution.node_id}"))
+        async for chunk in tarstream.stream_folders(entries):
+            yield chunk

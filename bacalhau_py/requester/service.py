@@ -1,0 +1,341 @@
+"""The requester role: take a job, find compute nodes by bidding, verify and record results.
+
+One task per job (`_drive`) lives in the service's nursery: bid, wait for
+results, reveal, verify. Compute nodes report through direct messages, which
+update the job store; `_drive` waits on the store's change events.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import trio
+
+from bacalhau_py.directory import NodeDirectory
+from bacalhau_py.errors import BacalhauError, InvalidMessage, NotFound
+from bacalhau_py.jobstore import JobStore
+from bacalhau_py.models import ExecutionState, Job, JobSpec, JobState
+from bacalhau_py.models.messages import (
+    Ack,
+    AskBid,
+    BidDecision,
+    BidReply,
+    CancelExecution,
+    ExecutionUpdate,
+    JobAnnounce,
+    Reveal,
+    ResultProposal,
+    RevealRequest,
+)
+from bacalhau_py.requester.results import ResultFetcher
+from bacalhau_py.results import commitment
+from bacalhau_py.transport.base import Transport
+from bacalhau_py.verifier import VERIFIERS
+from bacalhau_py.verifier.base import Proposal
+
+log = logging.getLogger("bacalhau_py.requester")
+
+E = ExecutionState
+
+
+@dataclass(frozen=True)
+class RequesterTimeouts:
+    bid: float = 5.0
+    """How long to wait for enough bids."""
+    grace: float = 120.0
+    """Beyond the job's own timeout: input fetching, publishing, reporting back."""
+
+
+class RequesterService:
+    def __init__(
+        self,
+        *,
+        transport: Transport,
+        store: JobStore,
+        directory: NodeDirectory,
+        results: ResultFetcher,
+        timeouts: RequesterTimeouts = RequesterTimeouts(),
+    ) -> None:
+        self.transport = transport
+        self.store = store
+        self.directory = directory
+        self.results = results
+        self.timeouts = timeouts
+        self._scopes: dict[str, trio.CancelScope] = {}
+        self._nursery: trio.Nursery | None = None
+
+    async def serve(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        await self._fail_interrupted_jobs()
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            task_status.started()
+            await trio.sleep_forever()
+
+    # -- client side ----------------------------------------------------------
+
+    async def submit(self, spec: JobSpec) -> Job:
+        job = await self.store.create(str(uuid.uuid4()), spec, self.transport.peer_id)
+        scope = trio.CancelScope()
+        self._scopes[job.id] = scope
+        assert self._nursery is not None, "requester is not serving"
+        self._nursery.start_soon(self._drive, job.id, scope)
+        return job
+
+    async def cancel(self, job_id: str) -> Job:
+        job = await self.store.get(job_id)
+        if job.state.terminal:
+            return job
+        scope = self._scopes.pop(job.id, None)
+        if scope is not None:
+            scope.cancel()
+        job = await self.store.set_job_state(job.id, JobState.CANCELLED, "cancelled by the user")
+        await self._stop_executions(job, "cancelled by the user")
+        return await self.store.get(job.id)
+
+    # -- messages from compute nodes ------------------------------------------
+
+    async def on_execution_update(self, sender: str, message: ExecutionUpdate) -> Ack:
+        execution = await self._execution_of(sender, message.job_id, message.execution_id)
+        if execution.state.terminal or execution.state is message.state:
+            return Ack()
+        if message.state not in (E.RUNNING, E.FAILED):
+            raise InvalidMessage(f"compute nodes may only report Running or Failed, not {message.state.value}")
+        await self.store.set_execution_state(message.job_id, message.execution_id, message.state, message.message)
+        return Ack()
+
+    async def on_result_proposal(self, sender: str, message: ResultProposal) -> Ack:
+        execution = await self._execution_of(sender, message.job_id, message.execution_id)
+        if execution.state.terminal:
+            return Ack(ok=False, message=f"execution is already {execution.state.value}")
+        await self.store.set_execution_state(
+            message.job_id,
+            message.execution_id,
+            E.RESULT_PROPOSED,
+            exit_code=message.exit_code,
+            result_cid=message.result_cid,
+            publisher=message.publisher,
+            commitment=message.commitment,
+        )
+        return Ack()
+
+    async def _execution_of(self, sender: str, job_id: str, execution_id: str):
+        job = await self.store.get(job_id)
+        for execution in job.executions:
+            if execution.id == execution_id:
+                if execution.node_id != sender:
+                    raise InvalidMessage(f"node {sender} reported on another node's execution")
+                return execution
+        raise NotFound(f"execution {execution_id} of job {job_id} not found")
+
+    # -- one job's life -------------------------------------------------------
+
+    async def _drive(self, job_id: str, scope: trio.CancelScope) -> None:
+        job = await self.store.get(job_id)
+        deadline = self.timeouts.bid + job.spec.timeout + self.timeouts.grace
+        try:
+            with scope:
+                with trio.fail_after(deadline):
+                    if await self._bid(job):
+                        await self._await_results(job_id)
+                        await self._verify(job_id)
+        except trio.TooSlowError:
+            await self._fail(job_id, f"timed out: no result within {deadline:g}s")
+        except BacalhauError as error:
+            await self._fail(job_id, error.message)
+        except Exception as error:
+            log.exception("job %s: internal error", job_id)
+            await self._fail(job_id, f"internal error on the requester: {error!r}")
+        finally:
+            self._scopes.pop(job_id, None)
+
+    async def _fail(self, job_id: str, message: str) -> None:
+        job = await self.store.get(job_id)
+        if job.state.terminal:
+            return
+        job = await self.store.set_job_state(job_id, JobState.FAILED, message)
+        with trio.CancelScope(shield=True):
+            await self._stop_executions(job, message)
+
+    async def _bid(self, job: Job) -> bool:
+        """Ask every compute node; accept `concurrency` bids. False if the job failed."""
+        spec = job.spec
+        candidates = [info.peer_id for info in self.directory.compute_nodes()]
+        needed = max(spec.deal.concurrency, spec.deal.min_bids)
+        if len(candidates) < needed:
+            await self._fail(job.id, f"the network has {len(candidates)} compute node(s); the job needs {needed}")
+            return False
+        try:
+            await self.transport.publish(JobAnnounce(job_id=job.id, requester_id=self.transport.peer_id))
+        except BacalhauError as error:
+            log.warning("job %s: announce failed: %s", job.id, error)
+
+        send, receive = trio.open_memory_channel[tuple[str, str, BidReply | None, str]](math.inf)
+        assert self._nursery is not None
+        async with send:
+            for peer_id in candidates:
+                self._nursery.start_soon(self._ask, peer_id, job, send.clone())
+        bids: list[tuple[str, str]] = []
+        refusals: list[str] = []
+        with trio.move_on_after(self.timeouts.bid):
+            async for peer_id, execution_id, reply, error in receive:
+                if reply is not None and reply.accepted:
+                    bids.append((peer_id, execution_id))
+                    if len(bids) >= needed:
+                        break
+                else:
+                    refusals.append(f"{_short(peer_id)}: {reply.reason if reply else error}")
+        # Late bids now find the channel closed and are rejected by `_ask`.
+        await receive.aclose()
+
+        if len(bids) < needed:
+            await self._reject(job, bids, "not enough bids")
+            why = "; ".join(refusals) or f"no reply within {self.timeouts.bid:g}s"
+            got = f"{len(bids)} of {needed} needed bids" if bids else "no node bid for the job"
+            await self._fail(job.id, f"{got}: {why}")
+            return False
+
+        accepted, extra = bids[: spec.deal.concurrency], bids[spec.deal.concurrency :]
+        await self._reject(job, extra, "enough bids were accepted")
+        for peer_id, execution_id in accepted:
+            await self.store.add_execution(job.id, execution_id, peer_id)
+            await self.store.set_execution_state(job.id, execution_id, E.BID_ACCEPTED)
+        await self.store.set_job_state(job.id, JobState.RUNNING)
+
+        async def accept(peer_id: str, execution_id: str) -> None:
+            decision = BidDecision(job_id=job.id, execution_id=execution_id, accepted=True)
+            try:
+                reply = await self.transport.request(peer_id, decision)
+                if isinstance(reply, Ack) and not reply.ok:
+                    raise BacalhauError(reply.message)
+            except BacalhauError as error:
+                await self.store.set_execution_state(job.id, execution_id, E.FAILED, f"could not start: {error}")
+
+        async with trio.open_nursery() as nursery:
+            for peer_id, execution_id in accepted:
+                nursery.start_soon(accept, peer_id, execution_id)
+        return True
+
+    async def _ask(self, peer_id: str, job: Job, send: trio.MemorySendChannel) -> None:
+        execution_id = str(uuid.uuid4())
+        ask = AskBid(job_id=job.id, execution_id=execution_id, spec=job.spec)
+        reply: BidReply | None = None
+        error = ""
+        try:
+            answer = await self.transport.request(peer_id, ask, timeout=self.timeouts.bid)
+            if isinstance(answer, BidReply):
+                reply = answer
+            else:
+                error = getattr(answer, "message", "") or f"unexpected reply {answer.kind}"
+        except BacalhauError as failure:
+            error = failure.message
+        async with send:
+            try:
+                send.send_nowait((peer_id, execution_id, reply, error))
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                if reply is not None and reply.accepted:
+                    await self._reject(job, [(peer_id, execution_id)], "bidding closed")
+
+    async def _reject(self, job: Job, bids: list[tuple[str, str]], reason: str) -> None:
+        async def reject(peer_id: str, execution_id: str) -> None:
+            try:
+                await self.transport.request(
+                    peer_id, BidDecision(job_id=job.id, execution_id=execution_id, accepted=False, reason=reason)
+                )
+            except BacalhauError as error:
+                log.info("job %s: could not reject bid of %s: %s", job.id, peer_id, error)
+
+        async with trio.open_nursery() as nursery:
+            for peer_id, execution_id in bids:
+                nursery.start_soon(reject, peer_id, execution_id)
+
+    async def _await_results(self, job_id: str) -> None:
+        while True:
+            changed = self.store.changed(job_id)
+            job = await self.store.get(job_id)
+            if all(e.state.terminal or e.state is E.RESULT_PROPOSED for e in job.executions):
+                return
+            await changed.wait()
+
+    async def _verify(self, job_id: str) -> None:
+        job = await self.store.get(job_id)
+        proposed = [e for e in job.executions if e.state is E.RESULT_PROPOSED]
+        if not proposed:
+            failures = [f"{_short(e.node_id)}: {e.message}" for e in job.executions if e.message]
+            await self._fail(job_id, "every execution failed: " + ("; ".join(failures) or "no reason given"))
+            return
+
+        proposals: list[Proposal] = []
+        for execution in proposed:
+            try:
+                reveal = await self.transport.request(execution.node_id, RevealRequest(execution_id=execution.id))
+                if not isinstance(reveal, Reveal) or reveal.execution_id != execution.id:
+                    raise InvalidMessage("the node did not reveal its result hash")
+                if commitment(execution.id, reveal.salt, reveal.result_hash) != execution.commitment:
+                    raise InvalidMessage("the revealed hash does not match the node's commitment")
+            except BacalhauError as error:
+                await self.store.set_execution_state(job_id, execution.id, E.RESULT_REJECTED, error.message)
+                continue
+            proposals.append(
+                Proposal(
+                    execution_id=execution.id,
+                    node_id=execution.node_id,
+                    exit_code=execution.exit_code,
+                    result_cid=execution.result_cid,
+                    publisher=execution.publisher or job.spec.publisher,
+                    result_hash=reveal.result_hash,
+                )
+            )
+
+        verifier = VERIFIERS.load(job.spec.verifier)()
+        verdict = await verifier.verify(job.spec, proposals, self.results)
+        hashes = {p.execution_id: p.result_hash for p in proposals}
+        for execution_id, state in [
+            *((i, E.RESULT_ACCEPTED) for i in sorted(verdict.accepted)),
+            *((i, E.RESULT_REJECTED) for i in sorted(verdict.rejected)),
+        ]:
+            reason = "" if state is E.RESULT_ACCEPTED else (verdict.message or "result rejected by the verifier")
+            await self.store.set_execution_state(
+                job_id, execution_id, state, reason, result_hash=hashes[execution_id]
+            )
+        if verdict.accepted:
+            await self.store.set_job_state(job_id, JobState.COMPLETED)
+        else:
+            await self._fail(job_id, verdict.message or "no result was accepted by the verifier")
+
+    async def _stop_executions(self, job: Job, reason: str) -> None:
+        """Tell compute nodes to stop, and close every unfinished execution record."""
+
+        async def stop(execution) -> None:
+            if execution.state.active:
+                try:
+                    await self.transport.request(
+                        execution.node_id,
+                        CancelExecution(job_id=job.id, execution_id=execution.id, reason=reason),
+                        timeout=5.0,
+                    )
+                except BacalhauError as error:
+                    log.info("job %s: could not cancel on %s: %s", job.id, execution.node_id, error)
+            state = E.CANCELLED if job.state is JobState.CANCELLED else E.FAILED
+            await self.store.set_execution_state(job.id, execution.id, state, reason)
+
+        async with trio.open_nursery() as nursery:
+            for execution in job.executions:
+                if not execution.state.terminal:
+                    nursery.start_soon(stop, execution)
+
+    async def _fail_interrupted_jobs(self) -> None:
+        """Jobs left unfinished by a previous run of this node fail visibly, never vanish."""
+        for job in await self.store.unfinished():
+            message = "the requester node restarted while the job was running"
+            job = await self.store.set_job_state(job.id, JobState.FAILED, message)
+            for execution in job.executions:
+                if not execution.state.terminal:
+                    await self.store.set_execution_state(job.id, execution.id, E.FAILED, message)
+
+
+def _short(peer_id: str) -> str:
+    return peer_id[-8:]

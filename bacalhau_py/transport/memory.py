@@ -1,0 +1,143 @@
+"""An in-process transport with the same contract as the libp2p one.
+
+For fast unit tests of requester and compute logic.  Every message goes
+through JSON and `MESSAGE` validation on the way in and out, so a model that
+does not serialise fails here as it would on the wire.  Gossip is delivered to
+every serving member (the publisher included, as with libp2p) by each member's
+own dispatcher task, so `publish` returns before handlers run, as on a real
+network.  A request to a peer that is unknown or not serving raises
+`TransportError`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+import trio
+
+from bacalhau_py.errors import BacalhauError, TransportError
+from bacalhau_py.models.messages import MESSAGE, Ack, Message
+from bacalhau_py.transport.base import MessageHandler
+
+log = logging.getLogger("bacalhau_py.transport")
+
+_GOSSIP_INBOX = 4096
+
+
+def _wire(message: Message) -> Message:
+    return MESSAGE.validate_json(MESSAGE.dump_json(message))
+
+
+class MemoryNetwork:
+    """The members of one in-process network, by peer ID."""
+
+    def __init__(self) -> None:
+        self._serving: dict[str, MemoryTransport] = {}
+
+    def _member(self, peer_id: str) -> MemoryTransport:
+        member = self._serving.get(peer_id)
+        if member is None or member._handler is None:
+            raise TransportError(f"peer {peer_id} is not reachable")
+        return member
+
+    def serving_peers(self) -> list[str]:
+        return sorted(self._serving)
+
+
+class MemoryTransport:
+    def __init__(self, network: MemoryNetwork, peer_id: str) -> None:
+        self.network = network
+        self.peer_id = peer_id
+        self._handler: MessageHandler | None = None
+        self._inbox: trio.MemorySendChannel[tuple[str, str]] | None = None
+
+    @property
+    def addresses(self) -> list[str]:
+        return [f"/memory/{self.peer_id}/p2p/{self.peer_id}"]
+
+    async def serve(self, handler: MessageHandler, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        if self.peer_id in self.network._serving:
+            raise TransportError(f"peer {self.peer_id} is already serving on this network")
+        send, recv = trio.open_memory_channel[tuple[str, str]](_GOSSIP_INBOX)
+        self._handler, self._inbox = handler, send
+        self.network._serving[self.peer_id] = self
+        try:
+            task_status.started()
+            async for sender, raw in recv:
+                try:
+                    await handler.on_gossip(sender, MESSAGE.validate_json(raw))
+                except Exception:  # noqa: BLE001 - as in libp2p.py: keep gossiping
+                    log.exception("gossip handler failed on message from %s", sender)
+        finally:
+            self.network._serving.pop(self.peer_id, None)
+            self._handler = self._inbox = None
+
+    async def connect(self, multiaddr: str) -> str:
+        self._require_serving()
+        peer = multiaddr.rsplit("/p2p/", 1)[-1]
+        self.network._member(peer)
+        return peer
+
+    def connected_peers(self) -> list[str]:
+        if self._handler is None:
+            return []
+        return [p for p in self.network.serving_peers() if p != self.peer_id]
+
+    def _require_serving(self) -> None:
+        if self._handler is None:
+            raise TransportError("transport is not serving")
+
+    async def request(self, peer_id: str, message: Message, *, timeout: float = 10.0) -> Message:
+        self._require_serving()
+        target = self.network._member(peer_id)
+        handler = target._handler
+        assert handler is not None
+        with trio.move_on_after(timeout):
+            try:
+                reply = await handler.on_request(self.peer_id, _wire(message))
+            except BacalhauError as e:
+                reply = Ack(ok=False, message=e.message)
+            except Exception as e:  # noqa: BLE001 - same answer as libp2p.py gives
+                log.exception("request handler of %s failed on %s", peer_id, message.kind)
+                reply = Ack(ok=False, message=f"internal error: {type(e).__name__}")
+            return _wire(reply)
+        raise TransportError(f"request {message.kind} to {peer_id}: no reply within {timeout:g}s")
+
+    async def request_stream(self, peer_id: str, message: Message, *, timeout: float = 10.0) -> AsyncIterator[bytes]:
+        self._require_serving()
+        target = self.network._member(peer_id)
+        handler = target._handler
+        assert handler is not None
+        agen = handler.on_stream_request(self.peer_id, _wire(message))
+        try:
+            async for chunk in agen:
+                yield bytes(chunk)
+        except BacalhauError as e:
+            if isinstance(e, TransportError):
+                raise
+            raise TransportError(f"{peer_id} failed to stream {message.kind}: {e.message}") from e
+        except Exception as e:  # noqa: BLE001 - same error as libp2p.py reports
+            log.exception("stream handler of %s failed on %s", peer_id, message.kind)
+            raise TransportError(f"{peer_id} failed to stream {message.kind}: internal error: {type(e).__name__}") from e
+        finally:
+            aclose = getattr(agen, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+    async def publish(self, message: Message) -> None:
+        self._require_serving()
+        raw = MESSAGE.dump_json(message).decode("utf-8")
+        MESSAGE.validate_json(raw)  # fail at the publisher, as seal() would
+        for member in list(self.network._serving.values()):
+            if member._inbox is None:
+                continue
+            try:
+                member._inbox.send_nowait((self.peer_id, raw))
+            except trio.WouldBlock:
+                log.warning("gossip inbox of %s full: dropped %s", member.peer_id, message.kind)
+            except trio.ClosedResourceError:
+                pass
+
+
+__all__ = ["MemoryNetwork", "MemoryTransport"]
