@@ -59,7 +59,7 @@ Compiled-module cache
 ---------------------
 Compilation (25-75 ms for small modules, seconds for big ones) is cached in
 ``ctx.work_dir/wasm-cache/<sha256 of the module>-<wasmtime version>.cwasm``
-via `Module.serialize` / `Module.deserialize_file` (0.1-1 ms). Only this
+via `Module.serialize` / `Module.deserialize` (0.1-1 ms). Only this
 executor writes there, so deserializing (which trusts its input) is safe; an
 unreadable entry is recompiled and replaced.
 """
@@ -437,8 +437,11 @@ class _Run:
         executor = self.executor
         if cached.exists():
             try:
-                module = wasmtime.Module.deserialize_file(self.engine, str(cached))
-            except wasmtime.WasmtimeError:
+                # Read into memory, not deserialize_file: that one mmaps the
+                # file, and a truncated file under a live mapping is a SIGBUS
+                # that kills the whole node.
+                module = wasmtime.Module.deserialize(self.engine, cached.read_bytes())
+            except (OSError, wasmtime.WasmtimeError):
                 executor.last_cache_result = "recompiled"
             else:
                 executor.last_cache_result = "hit"

@@ -233,20 +233,39 @@ class Libp2pTransport:
         try:
             with _libp2p_errors(f"libp2p host on {self._listen_addr}"):
                 async with host.run([self._listen_addr]):
-                    async with background_trio_service(router), background_trio_service(pubsub):
-                        with trio.fail_after(10):
-                            await pubsub.wait_until_ready()
-                        subscription = await self._subscribe(pubsub)
-                        async with trio.open_nursery() as nursery:
-                            self._host, self._pubsub, self._handler = host, pubsub, handler
-                            self._gossip_in = gossip_send
-                            nursery.start_soon(self._read_gossip, subscription)
-                            nursery.start_soon(self._dispatch_gossip, gossip_recv, handler)
-                            for addr in self._bootstrap:
-                                nursery.start_soon(self._bootstrap_one, addr)
-                            log.info("libp2p transport %s listening on %s", self.peer_id, ", ".join(self.addresses))
-                            task_status.started()
-                            await trio.sleep_forever()
+                    try:
+                        async with background_trio_service(router), background_trio_service(pubsub):
+                            with trio.fail_after(10):
+                                await pubsub.wait_until_ready()
+                            subscription = await self._subscribe(pubsub)
+                            async with trio.open_nursery() as nursery:
+                                self._host, self._pubsub, self._handler = host, pubsub, handler
+                                self._gossip_in = gossip_send
+                                nursery.start_soon(self._read_gossip, subscription)
+                                nursery.start_soon(self._dispatch_gossip, gossip_recv, handler)
+                                for addr in self._bootstrap:
+                                    nursery.start_soon(self._bootstrap_one, addr)
+                                log.info(
+                                    "libp2p transport %s listening on %s", self.peer_id, ", ".join(self.addresses)
+                                )
+                                task_status.started()
+                                await trio.sleep_forever()
+                    finally:
+                        self._host = self._pubsub = self._handler = self._gossip_in = None
+                        # host.run() only stops the swarm's service: the TCP
+                        # listeners live in trio *system* tasks that only
+                        # host.close() ends, so without it the port stays open
+                        # after we are cancelled.  Shielded so it runs while
+                        # we are being cancelled; bounded so a stuck close
+                        # cannot hang the caller.
+                        with trio.move_on_after(5) as scope:
+                            scope.shield = True
+                            try:
+                                await host.close()
+                            except Exception as e:  # noqa: BLE001 - must not replace Cancelled
+                                log.warning("libp2p host close failed: %s", _reason(e))
+                        if scope.cancelled_caught:
+                            log.warning("libp2p host did not close within 5 s")
         finally:
             self._host = self._pubsub = self._handler = self._gossip_in = None
 

@@ -1,0 +1,134 @@
+"""`bacalhau serve`: run one long-lived node until SIGINT or SIGTERM."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from pathlib import Path
+
+import click
+
+
+class _LogfmtFormatter(logging.Formatter):
+    """One structured line per event: time, level, logger, message."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage().replace('"', "'")
+        line = f'time={self.formatTime(record, "%Y-%m-%dT%H:%M:%S")} level={record.levelname.lower()} ' \
+               f'logger={record.name} msg="{message}"'
+        if record.exc_info:
+            line += ' error="' + self.formatException(record.exc_info).replace("\n", " | ").replace('"', "'") + '"'
+        return line
+
+
+def configure_logging(level: str = "INFO") -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_LogfmtFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING)
+    logging.getLogger("bacalhau_py").setLevel(level)
+
+
+@click.command()
+@click.option("--peer", "peers", multiple=True, metavar="MULTIADDR",
+              help="A node to join (repeatable); 'none' for a network of one.")
+@click.option("--swarm-port", type=click.IntRange(0, 65535), default=1235, show_default=True,
+              help="libp2p TCP port (0: any free port).")
+@click.option("--swarm-host", default="127.0.0.1", show_default=True,
+              help="Address libp2p listens on (0.0.0.0 on a VM).")
+@click.option("--api-host", default="127.0.0.1", show_default=True, envvar="BACALHAU_API_HOST")
+@click.option("--api-port", type=click.IntRange(0, 65535), default=1234, show_default=True, envvar="BACALHAU_API_PORT")
+@click.option("--repo", type=click.Path(file_okay=False, path_type=Path), default=Path.home() / ".bacalhau",
+              show_default=True, help="Keys, job store and IPFS repo.")
+@click.option("--node-type", default="requester,compute", show_default=True,
+              help="requester, compute, or both (comma separated).")
+@click.option("--ipfs-connect", metavar="MULTIADDR",
+              help="Use this kubo RPC API (e.g. /ip4/127.0.0.1/tcp/5001) instead of the embedded IPFS node.")
+@click.option("--labels", "labels", multiple=True, callback=lambda ctx, param, value: _labels(value),
+              help="k=v labels that job selectors match (repeatable).")
+@click.option("--limit-total-cpu", help="Cores all jobs together may use (e.g. 2, 500m).")
+@click.option("--limit-total-memory", help="Memory all jobs together may use (e.g. 4Gb).")
+@click.option("--limit-total-gpu", type=click.IntRange(0), help="GPUs all jobs together may use.")
+@click.option("--limit-job-cpu", help="Cores one job may use.")
+@click.option("--limit-job-memory", help="Memory one job may use.")
+@click.option("--job-selection-data-locality", type=click.Choice(["local", "anywhere"]), default="anywhere",
+              show_default=True, help="Bid only on jobs whose IPFS inputs are on this node (local).")
+@click.option("--bad-actor", is_flag=True, hidden=True, help="Return forged results (devstack tests).")
+@click.option("--engines", hidden=True, help="Offer only these engines (comma separated).")
+def serve(peers, swarm_port, swarm_host, api_host, api_port, repo, node_type, ipfs_connect, labels,
+          limit_total_cpu, limit_total_memory, limit_total_gpu, limit_job_cpu, limit_job_memory,
+          job_selection_data_locality, bad_actor, engines):
+    """Run a long-lived node: requester and/or compute, with its own IPFS node."""
+    import trio
+
+    from bacalhau_py.compute.capacity import Capacity
+    from bacalhau_py.errors import UserInputError
+    from bacalhau_py.node import Node, NodeConfig
+
+    types = frozenset(t.strip() for t in node_type.split(",") if t.strip())
+    if not types or not types <= {"requester", "compute"}:
+        raise UserInputError(f"--node-type {node_type!r}: expected requester, compute or requester,compute")
+    config = NodeConfig(
+        repo=repo.expanduser(),
+        node_types=types,
+        api_host=api_host,
+        api_port=api_port,
+        swarm_host=swarm_host,
+        swarm_port=swarm_port,
+        peers=tuple(p for p in peers if p != "none"),
+        ipfs_connect=ipfs_connect,
+        labels=labels,
+        limit_total=_capacity("--limit-total", limit_total_cpu, limit_total_memory, limit_total_gpu),
+        limit_job=_capacity("--limit-job", limit_job_cpu, limit_job_memory, None),
+        data_locality=job_selection_data_locality,
+        bad_actor=bad_actor,
+        engines=tuple(e for e in engines.split(",") if e) if engines else None,
+    )
+    configure_logging()
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            node = await nursery.start(Node(config).serve)
+            host, port = node.api_address
+            # Machine-readable readiness line (devstack and scripts wait for it).
+            print(f"ready peer_id={node.peer_id} api=http://{host}:{port} "
+                  f"swarm={','.join(node.transport.addresses)} ipfs_api={node.ipfs_api}", flush=True)
+            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                async for received in signals:
+                    logging.getLogger("bacalhau_py.node").info("stopping on %s", signal.Signals(received).name)
+                    nursery.cancel_scope.cancel()
+                    break
+
+    config.repo.mkdir(parents=True, exist_ok=True)
+    trio.run(main)
+
+
+def _labels(values: tuple[str, ...]) -> dict[str, str]:
+    labels = {}
+    for value in values:
+        for item in value.split(","):
+            key, sep, val = item.partition("=")
+            if not sep or not key:
+                raise click.BadParameter(f"{item!r}: expected k=v", param_hint="--labels")
+            labels[key.strip()] = val.strip()
+    return labels
+
+
+def _capacity(flag: str, cpu: str | None, memory: str | None, gpu: int | None):
+    from bacalhau_py.compute.capacity import Capacity
+    from bacalhau_py.errors import UserInputError
+    from bacalhau_py.models import parse_cpu, parse_size
+
+    if cpu is None and memory is None and gpu is None:
+        return None
+    machine = Capacity.of_machine()
+    try:
+        return Capacity(
+            cpu=parse_cpu(cpu) if cpu is not None else machine.cpu,
+            memory=parse_size(memory) if memory is not None else machine.memory,
+            gpu=gpu if gpu is not None else machine.gpu,
+        )
+    except ValueError as error:
+        raise UserInputError(f"{flag}-cpu/-memory: {error}") from None

@@ -1,0 +1,45 @@
+"""`bacalhau devstack`: N local nodes until interrupted."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import click
+
+
+@click.command()
+@click.option("--nodes", type=click.IntRange(1, 64), default=3, show_default=True)
+@click.option("--bad-compute-actors", type=click.IntRange(0), default=0, show_default=True,
+              help="The last N nodes return wrong results (to see verification reject them).")
+@click.option("--repo-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Where the nodes keep their repos (default: a new temporary folder).")
+@click.option("--env-file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the export lines to this file.")
+def devstack(nodes, bad_compute_actors, repo_dir, env_file):
+    """Run NODES local nodes, each its own process with its own IPFS, until Ctrl-C."""
+    import trio
+
+    from bacalhau_py.devstack.stack import devstack as start, env_exports
+    from bacalhau_py.errors import UserInputError
+
+    if bad_compute_actors > nodes:
+        raise UserInputError(f"--bad-compute-actors {bad_compute_actors} is more than --nodes {nodes}")
+    repo_dir = repo_dir or Path(tempfile.mkdtemp(prefix="bacalhau-devstack-"))
+
+    async def main() -> None:
+        async with start(repo_dir, nodes, bad_actors=bad_compute_actors) as stack:
+            exports = env_exports(stack[0])
+            if env_file:
+                env_file.write_text(exports)
+            for node in stack:
+                bad = " (bad compute actor)" if node.index >= nodes - bad_compute_actors else ""
+                click.echo(f"node {node.index}: {node.peer_id} api={node.api}{bad}", err=True)
+            click.echo(f"devstack ready: {nodes} nodes in {repo_dir}; Ctrl-C stops them", err=True)
+            click.echo(exports, nl=False)
+            await trio.sleep_forever()
+
+    try:
+        trio.run(main)
+    except KeyboardInterrupt:
+        click.echo("devstack stopped", err=True)

@@ -1,0 +1,27 @@
+"""Keep a result folder on this node; return the CID it WOULD have, so clients can check it.
+
+Nothing is added to IPFS. The CID comes from aleph-cid, or from the node's
+`add --only-hash` when the folder holds empty folders or symlinks, which
+aleph-cid does not hash the way kubo does (see `ipfs.cid`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bacalhau_py.context import ProviderContext
+from bacalhau_py.errors import BacalhauError, PublishError
+from bacalhau_py.ipfs.cid import local_cid
+
+
+class LocalPublisher:
+    def __init__(self, ctx: ProviderContext) -> None:
+        self.ctx = ctx
+
+    async def publish(self, execution_id: str, result_dir: Path) -> str:
+        if not Path(result_dir).is_dir():
+            raise PublishError(f"execution {execution_id} has no result folder at {result_dir}")
+        try:
+            return await local_cid(Path(result_dir), self.ctx.ipfs)
+        except BacalhauError as error:
+            raise PublishError(f"could not compute the CID of the results of {execution_id}: {error.message}") from None
