@@ -143,8 +143,12 @@ class EmbeddedIPFS:
         return self.ready
 
     async def _run_once(self, *, reconnect: bool, task_status) -> int:
-        self.repo.mkdir(parents=True, exist_ok=True)
-        with open(self.repo / LOG_NAME, "ab") as log_file:
+        try:
+            self.repo.mkdir(parents=True, exist_ok=True)
+            log_file = open(self.repo / LOG_NAME, "ab")
+        except OSError as error:
+            raise IPFSError(f"cannot use {self.repo} as the IPFS repo: {error.strerror}") from None
+        with log_file:
             process = await trio.lowlevel.open_process(
                 self._command(reconnect),
                 stdin=subprocess.PIPE,

@@ -88,6 +88,7 @@ WRITE_TIMEOUT = 30.0
 # Idle timeout between chunks of a bulk reply, on the reading side.
 STREAM_IDLE_TIMEOUT = 30.0
 CONNECT_TIMEOUT = 10.0
+GOSSIP_JOIN_WAIT = 2.0
 
 RETRY_ATTEMPTS = 5
 RETRY_BASE_DELAY = 0.2
@@ -309,7 +310,23 @@ class Libp2pTransport:
             if a not in book:
                 book.append(a)
         await self._dial(host, peer, CONNECT_TIMEOUT)
+        await self._wait_for_gossip_peer(peer)
         return peer
+
+    async def _wait_for_gossip_peer(self, peer: str) -> None:
+        # The subscription exchange follows the connection by a few ms; an
+        # announcement published in between would miss this peer.  Waiting
+        # here (measured: < 1 ms after the dial) makes "connect, then
+        # announce" work.  Bounded and silent: a peer without our topic is
+        # still a valid peer for direct requests.
+        pubsub = self._pubsub
+        if pubsub is None:
+            return
+        with trio.move_on_after(GOSSIP_JOIN_WAIT):
+            try:
+                await pubsub.wait_for_mesh(ID.from_base58(peer), ANNOUNCE_TOPIC, timeout=GOSSIP_JOIN_WAIT)
+            except Exception as e:  # noqa: BLE001 - TooSlowError or a libp2p error: not fatal
+                log.debug("%s did not join %s: %s", peer, ANNOUNCE_TOPIC, _reason(e))
 
     async def _dial(self, host: Any, peer: str, timeout: float) -> None:
         peer_id = ID.from_base58(peer)

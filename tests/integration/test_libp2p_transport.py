@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import socket
@@ -17,7 +18,7 @@ from bacalhau_py.errors import NotFound, TransportError
 from bacalhau_py.models.messages import Ack, FetchResult, JobAnnounce, NodeInfoRequest, RevealRequest
 from bacalhau_py.transport import Libp2pTransport
 from bacalhau_py.transport import envelope
-from bacalhau_py.transport.libp2p import REQUEST_PROTOCOL, STREAM_PROTOCOL
+from bacalhau_py.transport.libp2p import ANNOUNCE_TOPIC, REQUEST_PROTOCOL, STREAM_PROTOCOL
 
 FIVE_MIB = 5 * 1024 * 1024
 
@@ -131,9 +132,8 @@ async def test_gossip_reaches_two_peers_and_a_burst_of_100_all_arrives(tmp_path)
         (a, ha), (b, hb), (c, hc) = nodes["a"], nodes["b"], nodes["c"]
         await b.connect(a.addresses[0])
         await c.connect(a.addresses[0])
-        # Publish right away, before any mesh heartbeat: the announcement must
-        # still get through once the subscriptions are exchanged.
-        await wait_until(lambda: len(a._pubsub.peer_topics.get("bacalhau-py/announce/1", ())) == 2)
+        # Publish right after connect, long before the first mesh heartbeat:
+        # connect() waits for the (fast) subscription exchange.
         t0 = time.perf_counter()
         await a.publish(JobAnnounce(job_id="first", requester_id=a.peer_id))
         await wait_until(lambda: hb.gossip and hc.gossip)
@@ -161,10 +161,15 @@ async def test_forged_and_garbage_envelopes_are_dropped_and_the_host_keeps_servi
         ok_from_other = envelope.seal(NodeInfoRequest(), other)
         claims_b = json.loads(ok_from_other)
         claims_b["sender"] = b.peer_id  # signed by `other`, claims to be b
+        resigned = dict(claims_b)  # signed by `other` over b's ID: pubkey does not derive b
+        resigned["sig"] = base64.b64encode(
+            other.private_key.sign(envelope._signing_bytes(1, resigned["kind"], b.peer_id, resigned["payload"]))
+        ).decode()
         attacks = {
             "garbage": b"\x00\x00\x00\x05hello",
             "huge length": (envelope.MAX_FRAME_SIZE + 1).to_bytes(4, "big"),
             "claims another sender": envelope.encode_frame(json.dumps(claims_b).encode()),
+            "pubkey does not derive sender": envelope.encode_frame(json.dumps(resigned).encode()),
             "valid envelope replayed by another peer": envelope.encode_frame(ok_from_other),
         }
         for protocol in (REQUEST_PROTOCOL, STREAM_PROTOCOL):
@@ -180,11 +185,16 @@ async def test_forged_and_garbage_envelopes_are_dropped_and_the_host_keeps_servi
                 await stream.close()
                 assert (await b.request(a.peer_id, NodeInfoRequest(), timeout=5)).ok, name
         # Nothing invalid reached the handler; each drop was logged in one line.
-        assert ha.requests == [(b.peer_id, NodeInfoRequest())] * 8
+        assert ha.requests == [(b.peer_id, NodeInfoRequest())] * 10
+        # Forged gossip: published through libp2p (so pubsub's own signature
+        # is b's and valid) but carrying an envelope made by another key.
+        await b._pubsub.publish(ANNOUNCE_TOPIC, envelope.seal(JobAnnounce(job_id="x", requester_id="x"), other))
+        await wait_until(lambda: any("dropped gossip" in r.getMessage() for r in caplog.records))
         drops = [r.getMessage() for r in caplog.records if r.name == "bacalhau_py.transport"]
-        assert len(drops) == 8, drops
-        print("\n".join(drops))
+        assert len(drops) == 11, drops
         assert all("\n" not in d for d in drops)
+        assert ha.gossip == []
+        print("\n".join(drops))
 
 
 async def test_stable_peer_id_across_restart(tmp_path):

@@ -1,0 +1,41 @@
+import pytest
+
+from bacalhau_py.errors import IllegalTransition
+from bacalhau_py.models.states import (
+    EXECUTION_TRANSITIONS,
+    ExecutionState,
+    JobState,
+    advance_execution,
+    advance_job,
+)
+
+
+def test_job_lifecycle_follows_the_table():
+    state = advance_job(JobState.PENDING, JobState.RUNNING)
+    assert advance_job(state, JobState.COMPLETED) is JobState.COMPLETED
+
+
+@pytest.mark.parametrize("terminal", [JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED])
+def test_terminal_job_states_go_nowhere(terminal):
+    assert terminal.terminal
+    for state in JobState:
+        with pytest.raises(IllegalTransition):
+            advance_job(terminal, state)
+
+
+def test_a_pending_job_cannot_complete_without_running():
+    with pytest.raises(IllegalTransition, match="Pending to Completed"):
+        advance_job(JobState.PENDING, JobState.COMPLETED)
+
+
+def test_execution_verdicts_are_terminal_and_only_follow_a_proposal():
+    assert ExecutionState.RESULT_ACCEPTED.terminal and ExecutionState.RESULT_REJECTED.terminal
+    with pytest.raises(IllegalTransition):
+        advance_execution(ExecutionState.RUNNING, ExecutionState.RESULT_ACCEPTED)
+    assert advance_execution(ExecutionState.RESULT_PROPOSED, ExecutionState.RESULT_ACCEPTED)
+
+
+def test_every_non_terminal_execution_state_can_be_cancelled_or_failed():
+    for state, following in EXECUTION_TRANSITIONS.items():
+        if following:
+            assert ExecutionState.CANCELLED in following and ExecutionState.FAILED in following
