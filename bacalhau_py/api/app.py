@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import os
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -24,8 +25,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from bacalhau_py import __version__
-from bacalhau_py.api import archive
+from bacalhau_py import __version__, tarstream
 from bacalhau_py.api.service import NodeService
 from bacalhau_py.errors import (
     BacalhauError,
@@ -39,6 +39,7 @@ from bacalhau_py.models import Job
 from bacalhau_py.models.codec import spec_from_dict
 
 PREFIX = "/api/v1"
+TAR = "application/x-tar"
 MAX_WAIT_SECONDS = 60.0
 """Longest single long-poll: clients loop, so a poll never outlives proxies' idle timeouts."""
 
@@ -153,7 +154,7 @@ def create_app(node: NodeService, *, scratch_dir: Path | None = None) -> FastAPI
             first = b""
         return StreamingResponse(
             _prepend(first, chunks),
-            media_type=archive.MEDIA_TYPE,
+            media_type=TAR,
             headers={"X-Bacalhau-Job-Id": job.id},
         )
 
@@ -210,21 +211,17 @@ async def _closing(chunks: AsyncIterator):
 
 
 async def _add_upload(node: NodeService, request: Request, uploads: Path) -> str:
-    """Spool the uploaded tar, unpack it safely into a fresh folder, add its one entry to IPFS."""
+    """Unpack the uploaded tar safely into a fresh folder, add its one entry to IPFS, clean up."""
     uploads.mkdir(parents=True, exist_ok=True)
     workdir = Path(await trio.to_thread.run_sync(partial(tempfile.mkdtemp, prefix="upload-", dir=uploads)))
     try:
-        tar_path = workdir / "upload.tar"
-        async with await trio.open_file(tar_path, "wb") as spool:
-            async for chunk in request.stream():
-                await spool.write(chunk)
         tree = workdir / "tree"
-
-        def unpack() -> list[str]:
-            with tar_path.open("rb") as handle:
-                return archive.extract(handle, tree)
-
-        names = await trio.to_thread.run_sync(unpack)
+        try:
+            await tarstream.extract(request.stream(), tree)
+        except StorageError as error:
+            # Here the archive is the client's, so it is bad input, not a storage failure.
+            raise UserInputError(f"upload: {error}") from None
+        names = await trio.to_thread.run_sync(os.listdir, tree)
         if len(names) != 1:
             raise UserInputError(f"upload: expected one file or folder in the archive, found {len(names)}")
         return await node.ipfs_add(tree / names[0])

@@ -9,9 +9,11 @@ Jobs and node infos are returned as the server's JSON (dicts).
 from __future__ import annotations
 
 import base64
+import io
 import json
+import tarfile
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -19,10 +21,11 @@ from typing import Any
 import httpx
 
 from bacalhau_py import errors
-from bacalhau_py.api import archive
 from bacalhau_py.errors import BacalhauError, NodeUnreachable, NotFound, UserInputError
 
 PREFIX = "/api/v1"
+TAR = "application/x-tar"
+CHUNK = 1 << 16
 
 
 class APIClient:
@@ -82,7 +85,7 @@ class APIClient:
     def download_results(self, job_id: str, dest: Path) -> list[str]:
         """Extract the job's results tar (layout of shared/CLI.md) into `dest`; return its top-level names."""
         with self._stream("GET", f"/jobs/{job_id}/results") as response:
-            return archive.extract(response.iter_bytes(archive.CHUNK), dest)
+            return extract(response.iter_bytes(CHUNK), dest)
 
     # data and nodes
 
@@ -91,10 +94,12 @@ class APIClient:
         if not path.exists():
             raise UserInputError(f"{path}: no such file or folder")
         with tempfile.TemporaryFile() as spool:
-            archive.pack(path, spool)
+            # Symlinks travel as links, as `ipfs add -r` would see them.
+            with tarfile.open(fileobj=spool, mode="w|", format=tarfile.PAX_FORMAT) as archive:
+                archive.add(str(path), arcname=path.name)
             spool.seek(0)
-            headers = {"Content-Type": archive.MEDIA_TYPE}
-            return self._json("POST", "/ipfs/add", content=archive.read_chunks(spool), headers=headers)["cid"]
+            chunks = iter(lambda: spool.read(CHUNK), b"")
+            return self._json("POST", "/ipfs/add", content=chunks, headers={"Content-Type": TAR})["cid"]
 
     def node_info(self) -> dict[str, Any]:
         return self._json("GET", "/node")
@@ -156,3 +161,42 @@ def _error_from(body: dict[str, Any], status: int) -> BacalhauError:
     if not (isinstance(cls, type) and issubclass(cls, BacalhauError)):
         cls = {400: UserInputError, 404: NotFound}.get(status, BacalhauError)
     return cls(" ".join(str(body["error"]).split()))
+
+
+def extract(chunks: Iterable[bytes], dest: Path) -> list[str]:
+    """Extract a tar stream into `dest` (created); return its top-level names.
+
+    The archive came over the network: tarfile's `data` filter refuses absolute
+    paths, `..`, links out of `dest`, devices and setuid bits.
+    """
+    dest.mkdir(parents=True, exist_ok=True)
+    try:
+        # Stream mode ("r|"): read once, front to back, never held whole.
+        with tarfile.open(fileobj=_ChunkReader(chunks), mode="r|*") as archive:
+            archive.extractall(dest, filter="data")
+    except tarfile.FilterError as error:
+        raise BacalhauError(f"the node sent an unsafe archive member {error.tarinfo.name!r}: {error}") from None
+    except (tarfile.TarError, EOFError) as error:
+        raise BacalhauError(f"the node sent a broken archive: {error}") from None
+    return sorted(p.name for p in dest.iterdir())
+
+
+class _ChunkReader(io.RawIOBase):
+    """A readable file over an iterator of byte chunks (an HTTP body), for tarfile."""
+
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        self._chunks = iter(chunks)
+        self._pending = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        while not self._pending:
+            self._pending = next(self._chunks, b"")
+            if not self._pending:
+                return 0
+        size = min(len(buffer), len(self._pending))
+        buffer[:size] = self._pending[:size]
+        self._pending = self._pending[size:]
+        return size

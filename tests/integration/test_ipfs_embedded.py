@@ -13,7 +13,7 @@ import trio
 
 from bacalhau_py.errors import IPFSError
 from bacalhau_py.ipfs.cid import aleph_can_hash, local_cid, matches
-from bacalhau_py.ipfs.embedded import EmbeddedIPFS, open_embedded_ipfs
+from bacalhau_py.ipfs.embedded import LOG_NAME, EmbeddedIPFS, open_embedded_ipfs
 
 from ipfs_fixtures import *  # noqa: F401,F403 - fixtures
 
@@ -137,6 +137,7 @@ async def test_stuck_fetches_recycle_the_node_in_place(tmp_path):
         after = await rpc.id()
         assert supervisor.pid == pid  # same process
         assert after == before  # same identity and swarm address
+        assert "recycling the IPFS node" in (supervisor.repo / LOG_NAME).read_text()
         source = tmp_path / "x.txt"
         source.write_text("x\n")
         cid = await rpc.add(source)
