@@ -105,7 +105,7 @@ class Node:
                     from bacalhau_py.transport.libp2p import Libp2pTransport
 
                     self._transport = Libp2pTransport(
-                        repo / "keys", listen_port=config.swarm_port, host=config.swarm_host
+                        repo, listen_port=config.swarm_port, host=config.swarm_host
                     )
                 self.transport = self._transport
                 self.directory = NodeDirectory(self._own_info)

@@ -168,7 +168,7 @@ class CPU(click.ParamType):
         try:
             return parse_cpu(value)
         except ValueError as error:
-            self.fail(f"{value!r}: {error} (expected e.g. 0.5, 2, 500m)", param, ctx)
+            self.fail(str(error), param, ctx)
 
 
 def _flag(param: click.Parameter | None) -> str:
@@ -283,6 +283,7 @@ def spec_from_flags(task: dict[str, Any], flags: dict[str, Any]):
     if flags["timeout"] is not None:
         data["timeout"] = flags["timeout"]
     sources = {
+        "task": "IMAGE" if task["engine"] == "docker" else "MODULE",
         "inputs": [item["flag"] for item in inputs],
         "outputs": [item["flag"] for item in flags["outputs"]],
     }
@@ -299,7 +300,6 @@ _FLAG_FOR = {
     ("task", "entry_point"): "--entry-point",
     ("task", "command"): "COMMAND",
     ("task", "network"): "--network",
-    ("task",): "IMAGE/MODULE",
     ("resources", "cpu"): "--cpu",
     ("resources", "memory"): "--memory",
     ("resources", "gpu"): "--gpu",
@@ -313,7 +313,7 @@ _FLAG_FOR = {
 }
 
 
-def build_spec(data: dict[str, Any], sources: dict[str, list[str]]):
+def build_spec(data: dict[str, Any], sources: dict[str, Any]):
     """Validate `data` into a JobSpec; a problem becomes a UserInputError naming its flag."""
     from pydantic import ValidationError
 
@@ -329,7 +329,10 @@ def build_spec(data: dict[str, Any], sources: dict[str, list[str]]):
         raise UserInputError(f"{_flag_for(location, sources)}: {problem}" if location else problem) from None
 
 
-def _flag_for(location: tuple, sources: dict[str, list[str]]) -> str:
+def _flag_for(location: tuple, sources: dict[str, Any]) -> str:
+    """`sources`: "inputs"/"outputs" -> the flag and value of each item; "task" -> IMAGE or MODULE."""
+    if location == ("task",):
+        return sources["task"]
     if len(location) >= 2 and location[0] in sources and isinstance(location[1], int):
         return sources[location[0]][location[1]]
     for length in range(len(location), 0, -1):

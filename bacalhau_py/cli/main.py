@@ -92,7 +92,7 @@ def _usage_line(error: click.UsageError) -> str:
     message = error.format_message()
     # A bad value's message already gives the expected form; for a missing or
     # unknown argument, the command's usage line is the expected form.
-    if error.ctx is not None and not isinstance(error, click.BadParameter):
+    if error.ctx is not None and (isinstance(error, click.MissingParameter) or not isinstance(error, click.BadParameter)):
         pieces = " ".join(error.ctx.command.collect_usage_pieces(error.ctx))
         message += f" Usage: {error.ctx.command_path} {pieces}"
     return message

@@ -28,11 +28,12 @@ class JobNotCompleted(BacalhauError):
 
 def _job_command(args: tuple[str, ...], what: str) -> list[str]:
     first = args[0] if args else ""
+    ctx = click.get_current_context()
     # With unknown options ignored, a mistyped flag before IMAGE would become the image.
     if first.startswith("-") and first != "-":
-        raise click.NoSuchOption(first)
+        raise click.NoSuchOption(first, ctx=ctx)
     if not first:
-        raise click.MissingParameter(param_type="argument", param_hint=f"'{what}'")
+        raise click.MissingParameter(ctx=ctx, param_type="argument", param_hint=f"'{what}'")
     rest = list(args[1:])
     if rest[:1] == ["--"]:
         rest = rest[1:]

@@ -15,8 +15,10 @@ What a job gets
   137 with "out of memory" in the message), CPU as nano-CPUs, `PIDS_LIMIT`
   processes, GPUs as device requests.
 - A fixed hostname, so that jobs printing it agree across nodes.
-- The label ``CONTAINER_LABEL=<execution id>``: whatever is left behind by a
-  crash is found by `cleanup_containers`.
+- The labels ``CONTAINER_LABEL=<execution id>`` and ``NODE_LABEL=<node work
+  folder>``: whatever a crash left behind is found by `cleanup_containers`,
+  which removes only this node's containers (a devstack's nodes share one
+  engine).
 - stdout and stderr in ``result_dir/stdout`` and ``result_dir/stderr``, read
   from the engine's log after exit and each cut at `MAX_LOG_BYTES`.
 
@@ -49,6 +51,10 @@ from bacalhau_py.errors import ExecutorError
 from bacalhau_py.executor.base import CONTAINER_LABEL, MAX_LOG_BYTES, PreparedExecution, RunResult
 
 T = TypeVar("T")
+
+NODE_LABEL = "bacalhau-py.node"
+"""Second label: which node (its work folder) started the container. Several
+nodes of a devstack share one engine; a stopping node removes only its own."""
 
 PIDS_LIMIT = 1024
 HOSTNAME = "bacalhau"
@@ -121,6 +127,7 @@ class DockerExecutor:
     def __init__(self, ctx: ProviderContext) -> None:
         self.ctx = ctx
         self.max_log_bytes = MAX_LOG_BYTES
+        self.node_label = str(ctx.work_dir.resolve())
         self._client: docker.DockerClient | None = None
         self._client_lock = trio.Lock()
 
@@ -228,7 +235,7 @@ class DockerExecutor:
             "working_dir": task.workdir,
             "network_mode": "bridge" if task.network == "full" else "none",
             "mounts": mounts,
-            "labels": {CONTAINER_LABEL: execution.execution_id},
+            "labels": {CONTAINER_LABEL: execution.execution_id, NODE_LABEL: self.node_label},
             "pids_limit": PIDS_LIMIT,
             "hostname": HOSTNAME,
             "tty": False,
@@ -310,15 +317,17 @@ class DockerExecutor:
             # label lets a later sweep find it.
             pass
 
-    async def cleanup_containers(self) -> int:
-        """Kill and remove every container this executor's label marks; return how many.
+    async def cleanup_containers(self, *, all_nodes: bool = False) -> int:
+        """Kill and remove this node's labelled containers; return how many.
 
         A stopping (or restarting) node calls it: containers of runs that a
-        crash left behind are found by `CONTAINER_LABEL`.
+        crash left behind are found by `CONTAINER_LABEL` and `NODE_LABEL`.
+        `all_nodes=True` removes every node's (a devstack tearing down).
         """
         client = await self._docker()
+        labels = [CONTAINER_LABEL] if all_nodes else [CONTAINER_LABEL, f"{NODE_LABEL}={self.node_label}"]
         containers = await self._call(
-            client.containers.list, all=True, filters={"label": CONTAINER_LABEL},
+            client.containers.list, all=True, filters={"label": labels},
             doing="list leftover containers",
         )
         removed = 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 from collections import defaultdict
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from pathlib import Path
 
 import trio
@@ -39,8 +40,9 @@ class ResultFetcher:
             await trio.to_thread.run_sync(shutil.rmtree, partial, True)
             if publisher == "local":
                 stream = self.transport.request_stream(node_id, FetchResult(execution_id=execution_id))
-                with trio.fail_after(self.timeout):
-                    await tarstream.extract(stream, partial)
+                async with aclosing(stream):
+                    with trio.fail_after(self.timeout):
+                        await tarstream.extract(stream, partial)
             else:
                 if result_cid is None:
                     raise NotFound(f"execution {execution_id} published no result CID")

@@ -215,6 +215,8 @@ class Libp2pTransport:
     # ----------------------------------------------------------------- serve
 
     async def serve(self, handler: MessageHandler, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        if self._host is not None:
+            raise TransportError(f"transport {self.peer_id} is already serving")
         host = new_host(key_pair=self._key_pair, listen_addrs=[self._listen_addr])
         router = GossipSub(
             protocols=[PROTOCOL_ID_V12, PROTOCOL_ID_V11, PROTOCOL_ID],
@@ -225,6 +227,8 @@ class Libp2pTransport:
             # that long to enter the mesh.  go-libp2p uses 1 s.
             heartbeat_interval=1,
             spam_protection_enabled=False,
+            # Messages held for a peer whose protocol is not yet identified
+            # (default 100, older ones dropped).
             max_pending_messages_per_peer=_SUBSCRIPTION_BUFFER,
         )
         pubsub = Pubsub(host, router, strict_signing=True)
@@ -369,6 +373,8 @@ class Libp2pTransport:
             except TransportError as e:
                 last = e
                 log.debug("request %s to %s attempt %d failed: %s", message.kind, peer_id, attempt, e)
+            if attempt == RETRY_ATTEMPTS:
+                break
             pause = min(delay * (1 + random.random() * 0.2), deadline - trio.current_time())
             if pause <= 0:
                 break
@@ -471,7 +477,7 @@ class Libp2pTransport:
         deadline = trio.current_time() + timeout
         delay = RETRY_BASE_DELAY
         last: Exception | None = None
-        for _attempt in range(RETRY_ATTEMPTS):
+        for attempt in range(1, RETRY_ATTEMPTS + 1):
             remaining = deadline - trio.current_time()
             if remaining <= 0:
                 break
@@ -490,8 +496,12 @@ class Libp2pTransport:
             except trio.TooSlowError:
                 last = TransportError(f"no stream within {timeout:g}s")
                 break
+            except InvalidMessage:
+                raise
             except TransportError as e:
                 last = e
+            if attempt == RETRY_ATTEMPTS:
+                break
             await trio.sleep(max(0.0, min(delay, deadline - trio.current_time())))
             delay = min(delay * 2, RETRY_MAX_DELAY)
         raise TransportError(f"stream request {kind} to {peer_id} failed after retries: {last}")
