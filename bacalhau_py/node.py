@@ -81,6 +81,7 @@ class Node:
         self._transport = transport
         self.api_address: tuple[str, int] | None = None
         self.ipfs_api: str | None = None
+        self.ipfs: IPFSClient | None = None
         self.compute: ComputeService | None = None
         self.requester: RequesterService | None = None
         self.capacity: CapacityTracker | None = None
@@ -147,6 +148,8 @@ class Node:
             with trio.CancelScope(shield=True):
                 if self.compute is not None:
                     await self._remove_leftover_containers()
+                if self.ipfs is not None:
+                    await self.ipfs.aclose()
                 self.store.close()
 
     async def _start_ipfs(self, nursery: trio.Nursery) -> IPFSClient:
@@ -158,7 +161,8 @@ class Node:
             from bacalhau_py.ipfs.embedded import EmbeddedIPFS
 
             embedded = EmbeddedIPFS(self.config.repo / "ipfs")
-            self.ipfs_api = await nursery.start(embedded.serve)
+            ready = await nursery.start(embedded.serve)
+            self.ipfs_api = ready.api
         return KuboRPC(self.ipfs_api)
 
     async def _build_compute(self, ctx: ProviderContext) -> ComputeService:

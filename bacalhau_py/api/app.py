@@ -22,7 +22,7 @@ from pathlib import Path
 import trio
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from bacalhau_py import __version__, tarstream
@@ -137,26 +137,17 @@ def create_app(node: NodeService, *, scratch_dir: Path | None = None) -> FastAPI
         return _job_json(await node.cancel(job.id))
 
     @app.get(PREFIX + "/jobs/{job_id}/logs")
-    async def logs(job_id: str, follow: bool = False) -> StreamingResponse:
+    async def logs(job_id: str, follow: bool = False) -> Response:
         # Resolve first, so an unknown ID is a 404 rather than an error inside the stream.
         job = await node.get_job(job_id)
-        return StreamingResponse(_ndjson_logs(node, job.id, follow), media_type="application/x-ndjson")
+        return NodeStream(partial(_ndjson_logs, node, job.id, follow), "application/x-ndjson")
 
     @app.get(PREFIX + "/jobs/{job_id}/results")
-    async def results(job_id: str) -> StreamingResponse:
+    async def results(job_id: str) -> Response:
         job = await node.get_job(job_id)
-        chunks = node.results(job.id)
-        # Pull the first chunk before answering: "no results yet" must be a 404,
-        # which is impossible once the 200 and the headers are sent.
-        try:
-            first = await anext(chunks)
-        except StopAsyncIteration:
-            first = b""
-        return StreamingResponse(
-            _prepend(first, chunks),
-            media_type=TAR,
-            headers={"X-Bacalhau-Job-Id": job.id},
-        )
+        # Headers wait for the first chunk: "no results yet" must be a 404,
+        # which is impossible once a 200 is sent.
+        return NodeStream(partial(node.results, job.id), TAR, headers={"X-Bacalhau-Job-Id": job.id})
 
     @app.post(PREFIX + "/ipfs/add")
     async def ipfs_add(request: Request) -> dict:
@@ -177,11 +168,75 @@ def create_app(node: NodeService, *, scratch_dir: Path | None = None) -> FastAPI
     return app
 
 
+class NodeStream(Response):
+    """A streamed response whose chunks come from one of the node's async generators.
+
+    The node's generators may open nurseries (tar streams are produced in a
+    thread), so each is iterated from start to end inside ONE task of our own,
+    never resumed from another task as StreamingResponse would. That task
+    ends when the body is sent or the client goes away.
+
+    The status waits for the first chunk, so an error raised before any data
+    (NotFound: no results yet) still gets its own status code; a generator
+    that wants the headers out at once yields b"" first.
+    """
+
+    def __init__(self, chunks: Callable[[], AsyncIterator[bytes]], media_type: str, *,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(media_type=media_type, headers=headers)
+        # The length is unknown: the body goes out chunked.
+        self.raw_headers = [(k, v) for k, v in self.raw_headers if k != b"content-length"]
+        self.chunks = chunks
+
+    async def __call__(self, scope, receive, send) -> None:
+        send_chunk, receive_chunk = trio.open_memory_channel[bytes | BacalhauError](0)
+
+        async def pump() -> None:
+            async with send_chunk:
+                try:
+                    async with _closing(self.chunks()) as chunks:
+                        async for chunk in chunks:
+                            await send_chunk.send(chunk)
+                except BacalhauError as error:
+                    await send_chunk.send(error)
+
+        async def until_disconnect() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            nursery.cancel_scope.cancel()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(pump)
+            nursery.start_soon(until_disconnect)
+            started = False
+            async with receive_chunk:
+                async for item in receive_chunk:
+                    if isinstance(item, BacalhauError):
+                        if started:
+                            # The status is sent; breaking the body is the only way left to say it failed.
+                            raise item
+                        await JSONResponse(error_body(str(item), type(item).__name__), status_for(item))(
+                            scope, receive, send
+                        )
+                        nursery.cancel_scope.cancel()
+                        return
+                    if not started:
+                        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+                        started = True
+                    if item:
+                        await send({"type": "http.response.body", "body": item, "more_body": True})
+            if not started:
+                await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            nursery.cancel_scope.cancel()
+
+
 async def _ndjson_logs(node: NodeService, job_id: str, follow: bool) -> AsyncIterator[bytes]:
     """One JSON object per line: {"stream": "stdout"|"stderr", "data": base64}.
 
     An error after the stream has started is sent as a last line {"error", "kind"}.
     """
+    yield b""  # lets NodeStream send the headers at once, before any log exists
     try:
         async with _closing(node.logs(job_id, follow)) as chunks:
             async for stream, data in chunks:
@@ -189,14 +244,6 @@ async def _ndjson_logs(node: NodeService, job_id: str, follow: bool) -> AsyncIte
                 yield (json.dumps(line) + "\n").encode()
     except BacalhauError as error:
         yield (json.dumps(error_body(str(error), type(error).__name__)) + "\n").encode()
-
-
-async def _prepend(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    async with _closing(rest):
-        if first:
-            yield first
-        async for chunk in rest:
-            yield chunk
 
 
 @asynccontextmanager

@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from bacalhau_py.cli.flags import api_client, api_options
+from bacalhau_py.cli.output import print_table
 
 JOB_ID = click.argument("job_id", metavar="JOB_ID")
 
@@ -27,24 +28,17 @@ def list_jobs(output: str, limit: int, wide: bool) -> None:
     if output == "json":
         click.echo(json.dumps(jobs, indent=2))
         return
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(box=None, header_style="bold")
-    table.add_column("ID", no_wrap=True)
-    table.add_column("CREATED", no_wrap=True)
-    table.add_column("STATE", no_wrap=True)
-    table.add_column("ENGINE", no_wrap=True)
-    table.add_column("COMMAND", overflow="fold" if wide else "ellipsis", no_wrap=not wide)
-    for job in jobs:
-        table.add_row(
+    rows = [
+        [
             job["id"] if wide else job["id"][:8],
             _local_time(job["created_at"]),
             job["state"],
             job["spec"]["task"]["engine"],
             _command(job["spec"]["task"]),
-        )
-    Console(soft_wrap=wide).print(table, highlight=False)
+        ]
+        for job in jobs
+    ]
+    print_table(["ID", "CREATED", "STATE", "ENGINE", "COMMAND"], rows, flexible=None if wide else "COMMAND")
 
 
 def _local_time(iso: str) -> str:

@@ -9,6 +9,7 @@ import click
 
 from bacalhau_py import __version__
 from bacalhau_py.cli.flags import api_client, api_options
+from bacalhau_py.cli.output import print_table
 
 
 @click.group()
@@ -40,14 +41,8 @@ def node_list(output: str) -> None:
     if output == "json":
         click.echo(json.dumps(nodes, indent=2))
         return
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(box=None, header_style="bold")
-    for column in ("PEER ID", "TYPE", "ENGINES", "LABELS", "FREE CPU", "FREE MEMORY", "FREE GPU", "RUNNING"):
-        table.add_column(column, no_wrap=column == "PEER ID")
-    for info in nodes:
-        table.add_row(
+    rows = [
+        [
             info["peer_id"],
             ",".join(info["node_types"]),
             ",".join(info.get("engines", [])),
@@ -56,14 +51,17 @@ def node_list(output: str) -> None:
             _size(info.get("free_memory", 0)),
             str(info.get("free_gpu", 0)),
             str(info.get("running", 0)),
-        )
-    Console().print(table, highlight=False)
+        ]
+        for info in nodes
+    ]
+    columns = ["PEER ID", "TYPE", "ENGINES", "LABELS", "FREE CPU", "FREE MEMORY", "FREE GPU", "RUNNING"]
+    print_table(columns, rows, flexible="LABELS")
 
 
 def _size(size: int) -> str:
     for unit in ("B", "KiB", "MiB", "GiB"):
         if size < 1024:
-            return f"{size:g} {unit}"
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
     return f"{size:.1f} TiB"
 

