@@ -167,6 +167,6 @@ async def _wait_until_meshed(nodes: list[DevNode]) -> None:
             for node in nodes:
                 while True:
                     response = await client.get(f"{node.api}/api/v1/nodes")
-                    if response.status_code == 200 and want <= {n["peer_id"] for n in response.json()}:
+                    if response.status_code == 200 and want <= {n["peer_id"] for n in response.json()["nodes"]}:
                         break
                     await trio.sleep(0.2)
