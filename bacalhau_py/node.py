@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Literal
 
@@ -141,7 +142,9 @@ class Node:
 
                 from bacalhau_py.api.app import serve_api
 
-                self.api_address = await nursery.start(serve_api, self, config.api_host, config.api_port)
+                self.api_address = await nursery.start(
+                    partial(serve_api, scratch_dir=repo / "work" / "uploads"), self, config.api_host, config.api_port
+                )
                 log.info("node %s ready: api http://%s:%d", self.peer_id, *self.api_address)
                 task_status.started(self)
         finally:

@@ -12,6 +12,7 @@ import tempfile
 from collections.abc import AsyncIterable, AsyncIterator
 from pathlib import Path
 
+import outcome
 import trio
 
 from bacalhau_py.errors import StorageError
@@ -22,8 +23,9 @@ CHUNK = 1 << 20
 class _ChannelWriter:
     """A file-like sink for tarfile running in a thread; chunks go to trio."""
 
-    def __init__(self, send: trio.MemorySendChannel) -> None:
+    def __init__(self, send: trio.MemorySendChannel, token: trio.lowlevel.TrioToken) -> None:
         self._send = send
+        self._token = token
         self._buffer = bytearray()
 
     def write(self, data: bytes) -> int:
@@ -34,32 +36,48 @@ class _ChannelWriter:
 
     def flush(self) -> None:
         if self._buffer:
-            trio.from_thread.run(self._send.send, bytes(self._buffer))
+            trio.from_thread.run(self._send.send, bytes(self._buffer), trio_token=self._token)
             self._buffer.clear()
 
 
 async def stream_folders(entries: list[tuple[Path, str]]) -> AsyncIterator[bytes]:
-    """Tar of several folders, each stored under its archive prefix ("" = top level)."""
+    """Tar of several folders, each stored under its archive prefix ("" = top level).
+
+    The tar is written by a worker thread into a small channel. There is no
+    nursery inside this generator (a consumer may resume it from any task):
+    when the consumer stops early, closing the channel makes the thread's next
+    send fail, and the thread ends; the generator waits for that.
+    """
     send, receive = trio.open_memory_channel[bytes](4)
+    done = trio.Event()
+    token = trio.lowlevel.current_trio_token()
+    failure: list[BaseException] = []
 
     def produce() -> None:
-        writer = _ChannelWriter(send)
+        writer = _ChannelWriter(send, token)
         with tarfile.open(fileobj=writer, mode="w|", format=tarfile.PAX_FORMAT) as archive:
             for folder, prefix in entries:
                 for name in sorted(os.listdir(folder)):
                     archive.add(folder / name, arcname=f"{prefix}/{name}" if prefix else name)
         writer.flush()
 
-    async with trio.open_nursery() as nursery:
+    def finished(result: outcome.Outcome) -> None:
+        error = getattr(result, "error", None)
+        if error is not None and not isinstance(error, (trio.BrokenResourceError, trio.ClosedResourceError)):
+            failure.append(error)
+        trio.from_thread.run_sync(send.close, trio_token=token)
+        trio.from_thread.run_sync(done.set, trio_token=token)
 
-        async def run_producer() -> None:
-            async with send:
-                await trio.to_thread.run_sync(produce)
-
-        nursery.start_soon(run_producer)
+    trio.lowlevel.start_thread_soon(produce, finished)
+    try:
         async with receive:
             async for chunk in receive:
                 yield chunk
+    finally:
+        with trio.CancelScope(shield=True):
+            await done.wait()
+    if failure:
+        raise StorageError(f"could not read the result folder: {failure[0]}")
 
 
 async def stream_folder(folder: Path) -> AsyncIterator[bytes]:

@@ -196,15 +196,15 @@ def job_options(engine: str) -> Callable[[Callable], Callable]:
     def decorate(command: Callable) -> Callable:
         options = [
             click.option("-v", "--input-volumes", "volumes", type=IPFSVolume(), multiple=True,
-                         help="CID:PATH: mount an IPFS CID read-only at PATH (repeatable)."),
+                         help="Mount an IPFS CID read-only at PATH (repeatable)."),
             click.option("-u", "--input-urls", "urls", type=URLVolume(), multiple=True,
-                         help="URL:PATH: download URL and mount it at PATH (repeatable)."),
+                         help="Download URL and mount it at PATH (repeatable)."),
             click.option("-i", "--input", "uris", type=InputURI(), multiple=True,
-                         help="URI[:PATH]: ipfs://CID or http(s)://URL, mounted at PATH (default /inputs)."),
+                         help="ipfs://CID or http(s)://URL, mounted at PATH (default /inputs)."),
             click.option("-o", "--output-volumes", "outputs", type=OutputVolume(), multiple=True,
-                         help="NAME:PATH: a writable folder published as result NAME (outputs:/outputs is always present)."),
+                         help="A writable folder published as result NAME (outputs:/outputs is always present)."),
             click.option("-e", "--env", "env", type=KeyValue("K=V, e.g. -e GREETING=hello"), multiple=True,
-                         help="K=V environment variable (repeatable)."),
+                         help="Environment variable (repeatable)."),
         ]
         if engine == "docker":
             options += [

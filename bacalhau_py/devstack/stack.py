@@ -14,7 +14,7 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -35,6 +35,10 @@ class DevNode:
     api: str = ""
     swarm: list[str] | None = None
     ipfs_api: str = ""
+    peers: list[str] = field(default_factory=list)
+    """The `--peer` addresses it was started with."""
+    args: list[str] = field(default_factory=list)
+    """Its extra `bacalhau serve` flags."""
 
     @property
     def api_host(self) -> str:
@@ -97,6 +101,19 @@ async def stop(nodes: list[DevNode]) -> None:
             nursery.start_soon(_reap, node.process)
 
 
+async def restart(node: DevNode) -> DevNode:
+    """Stop one node (SIGTERM) and start it again on the same repo, flags and peers.
+
+    `node` is updated in place (new process, addresses and API port; same
+    peer ID), so the devstack still stops it on the way out.
+    """
+    await stop([node])
+    fresh = await _start(node.repo.parent, node.index, node.peers, node.args)
+    for name in ("process", "peer_id", "api", "swarm", "ipfs_api"):
+        setattr(node, name, getattr(fresh, name))
+    return node
+
+
 async def _reap(process: trio.Process) -> None:
     with trio.move_on_after(STOP_GRACE):
         await process.wait()
@@ -131,7 +148,7 @@ async def _start(repo_dir: Path, index: int, peers: list[str], extra: list[str])
         start_new_session=True,
     )
     log.close()
-    node = DevNode(index=index, repo=repo, process=process)
+    node = DevNode(index=index, repo=repo, process=process, peers=list(peers), args=list(extra))
     try:
         with trio.fail_after(START_TIMEOUT):
             line = await _read_line(process)

@@ -82,6 +82,8 @@ class Frozen(BaseModel):
 class Engine(str, Enum):
     DOCKER = "docker"
     WASM = "wasm"
+    # Runs nothing: what the network alone costs (benchmarks, load tests).
+    NOOP = "noop"
 
 
 class InputSource(Frozen):
@@ -193,7 +195,7 @@ class Deal(Frozen):
 
 
 class Task(Frozen):
-    """What to run. docker: `image` (+ entrypoint, command). wasm: `module`."""
+    """What to run. docker: `image` (+ entrypoint, command). wasm: `module`. noop: neither."""
 
     engine: Engine
     image: str | None = None
@@ -227,6 +229,9 @@ class Task(Frozen):
                 raise ValueError("a docker task needs `image` (e.g. busybox or ubuntu:22.04)")
             if self.module is not None:
                 raise ValueError("a docker task takes `image`, not `module`")
+        elif self.engine is Engine.NOOP:
+            if self.image is not None or self.module is not None:
+                raise ValueError("a noop task runs nothing: it takes neither `image` nor `module`")
         else:
             if self.module is None:
                 raise ValueError("a wasm task needs `module` (a CID or inline .wasm bytes)")

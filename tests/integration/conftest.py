@@ -1,68 +1,57 @@
-"""Shared fixtures for integration tests.
+"""Fixtures for integration tests that need a REAL embedded kubo.
 
-Fixtures others can reuse:
-
-- ``wasm_modules`` (session): ``dict[str, Path]`` from program name to a
-  compiled WASI module, one per ``tests/assets/wasm/<name>.c`` (hello, env,
-  exit_code, echo_args, cat, write_file, csv_transform, loop, alloc,
-  time_random, big_output, relative; each file's header comment says what it
-  does). Built with ``clang --target=wasm32-wasi`` into
-  ``.state/wasm/<hash of sources and flags>/`` so a rerun reuses them; skips
-  the tests that use it when clang is missing.
+- ``embedded`` (function): a running `EmbeddedIPFS` in a fresh repo under tmp_path.
+- ``embedded_ipfs`` (function): a `KuboRPC` client of that node.
+- ``ipfs_pair`` (function): two embedded nodes, swarm-connected: ((sup_a, rpc_a), (sup_b, rpc_b)).
+- ``provider_ctx``: a `ProviderContext` on ``embedded_ipfs`` with a 5 s fetch timeout.
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
-import shutil
-import subprocess
-from pathlib import Path
-
 import pytest
+import trio
 
-REPO = Path(__file__).resolve().parents[2]
-WASM_SOURCES = REPO / "tests" / "assets" / "wasm"
-WASM_BUILD_ROOT = REPO / ".state" / "wasm"
-# Stripped: smaller modules compile faster, and tests do not need names.
-CLANG_FLAGS = ["--target=wasm32-wasi", "-O2", "-Wl,--strip-all"]
+from bacalhau_py.context import ProviderContext
+from bacalhau_py.ipfs.client import KuboRPC
+from bacalhau_py.ipfs.embedded import EmbeddedIPFS, open_embedded_ipfs
 
-
-def _sources_digest(sources: list[Path]) -> str:
-    digest = hashlib.sha256(" ".join(CLANG_FLAGS).encode())
-    for source in sources:
-        digest.update(source.name.encode() + b"\0" + source.read_bytes() + b"\0")
-    return digest.hexdigest()[:16]
+@pytest.fixture
+async def embedded(tmp_path):
+    async with open_embedded_ipfs(tmp_path / "ipfs-repo") as (supervisor, client):
+        yield supervisor
 
 
-@pytest.fixture(scope="session")
-def wasm_modules() -> dict[str, Path]:
-    clang = shutil.which("clang")
-    if clang is None:
-        pytest.skip("clang is not installed (apt-get install clang lld wasi-libc libclang-rt-dev-wasm32)")
-    sources = sorted(WASM_SOURCES.glob("*.c"))
-    build_dir = WASM_BUILD_ROOT / _sources_digest(sources)
-    modules = {source.stem: build_dir / f"{source.stem}.wasm" for source in sources}
-    missing = [source for source in sources if not modules[source.stem].exists()]
-    if missing:
-        build_dir.mkdir(parents=True, exist_ok=True)
-        # Compile in parallel, each into a temporary name renamed when done,
-        # so concurrent sessions never see a half-written module.
-        jobs = []
-        for source in missing:
-            partial = build_dir / f"{source.stem}.{os.getpid()}.tmp"
-            process = subprocess.Popen(
-                [clang, *CLANG_FLAGS, str(source), "-o", str(partial)],
-                stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            )
-            jobs.append((source, partial, process))
-        failures = []
-        for source, partial, process in jobs:
-            output, _ = process.communicate(timeout=120)
-            if process.returncode != 0:
-                failures.append(f"{source.name}: {output.decode(errors='replace')}")
-            else:
-                partial.replace(modules[source.stem])
-        if failures:
-            pytest.fail("cannot build the wasm test programs:\n" + "\n".join(failures))
-    return modules
+@pytest.fixture
+async def embedded_ipfs(embedded: EmbeddedIPFS):
+    async with embedded.client() as client:
+        yield client
+
+
+@pytest.fixture
+async def ipfs_pair(tmp_path):
+    async with trio.open_nursery() as nursery:
+        pair = []
+        for name in ("a", "b"):
+            supervisor = EmbeddedIPFS(tmp_path / f"ipfs-{name}")
+            pair.append(supervisor)
+        # Start both at once: the machine is slow, two cold starts in a row add up.
+        async def start(supervisor):
+            await nursery.start(supervisor.serve)
+        async with trio.open_nursery() as starters:
+            for supervisor in pair:
+                starters.start_soon(start, supervisor)
+        clients = [s.client() for s in pair]
+        await clients[0].connect(pair[1].ready.addresses[0])
+        try:
+            yield (pair[0], clients[0]), (pair[1], clients[1])
+        finally:
+            for client in clients:
+                await client.aclose()
+            nursery.cancel_scope.cancel()
+
+
+@pytest.fixture
+def provider_ctx(embedded_ipfs: KuboRPC, tmp_path) -> ProviderContext:
+    work = tmp_path / "work"
+    work.mkdir()
+    return ProviderContext(ipfs=embedded_ipfs, work_dir=work, fetch_timeout=5.0)

@@ -15,7 +15,6 @@ from bacalhau_py.errors import IPFSError
 from bacalhau_py.ipfs.cid import aleph_can_hash, local_cid, matches
 from bacalhau_py.ipfs.embedded import LOG_NAME, EmbeddedIPFS, open_embedded_ipfs
 
-from ipfs_fixtures import *  # noqa: F401,F403 - fixtures
 
 HELLO_CID = "QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o"  # kubo's CID of b"hello world\n"
 UNKNOWN_CID = "QmPwL7zDYDEgfP3URNUUAELDQJgu6k4KaQ4QTFfSbvqEtC"

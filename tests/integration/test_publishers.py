@@ -9,7 +9,6 @@ from bacalhau_py.errors import PublishError
 from bacalhau_py.publisher import PUBLISHERS
 from bacalhau_py.results import content_hash, write_exit_code
 
-from ipfs_fixtures import *  # noqa: F401,F403 - fixtures
 
 
 def result_folder(root, *, empty_output: bool):

@@ -14,7 +14,6 @@ from bacalhau_py.errors import IPFSError, StorageError
 from bacalhau_py.models import InputSource
 from bacalhau_py.storage import STORAGES
 
-from ipfs_fixtures import *  # noqa: F401,F403 - fixtures
 
 UNKNOWN_CID = "QmPwL7zDYDEgfP3URNUUAELDQJgu6k4KaQ4QTFfSbvqEtC"
 

@@ -41,7 +41,7 @@ SCENARIOS = [
     Scenario("missing image fails the job", docker(["true"], task={"image": "no-such-image:1"}),
              state="Failed"),
     Scenario("URL input", docker(["cat", "/inputs/remote.txt"],
-                                 inputs=[{"source": "url", "url": "{http}/remote.txt", "path": "/inputs/remote.txt"}]),
+                                 inputs=[{"source": "url", "url": "{http}/remote.txt", "path": "/inputs"}]),
              stdout="served over http\n"),
     Scenario("wasm hello world", wasm(), wasm="hello", stdout="hello world\n"),
     Scenario("wasm env vars", wasm(["GREETING", "OTHER"], task={"env": {"GREETING": "hi"}}), wasm="env",

@@ -1,0 +1,4 @@
+"""placeholder"""
+NAME = "data"
+async def run(ctx):
+    return []

@@ -1,0 +1,45 @@
+"""A docker job end to end (`bacalhau run --wait`) vs `docker run --rm` of the same image and command.
+
+Both are whole commands as a user types them, timed from exec to exit,
+interleaved sample by sample. Target: ratio <= 1.3.
+"""
+
+from __future__ import annotations
+
+from bench.common import CLI, IMAGE, Result, cli_env, in_thread, median, ms, run_command, timed
+
+NAME = "docker"
+SAMPLES = 8
+COMMAND = ["echo", "hello"]
+
+
+def _measure(env: dict[str, str]) -> tuple[list[float], list[float]]:
+    ours_cmd = [*CLI, "run", "--wait", IMAGE, *COMMAND]
+    raw_cmd = ["docker", "run", "--rm", "--network", "none", IMAGE, *COMMAND]
+    run_command(ours_cmd, env=env)  # warm-up: first container start, first job
+    run_command(raw_cmd)
+    ours, raw = [], []
+    for _ in range(SAMPLES):
+        ours.append(timed(lambda: run_command(ours_cmd, env=env)))
+        raw.append(timed(lambda: run_command(raw_cmd)))
+    return ours, raw
+
+
+async def run(ctx) -> list[Result]:
+    nodes = await ctx.stack()
+    ours, raw = await in_thread(_measure, cli_env(nodes[0]))
+    value, base = ms(median(ours)), ms(median(raw))
+    ratio = round(value / base, 2)
+    return [
+        Result(
+            name="docker job end to end (CLI run --wait)",
+            median=value,
+            raw=base,
+            ratio=ratio,
+            target="<= 1.3x docker run --rm",
+            met=ratio <= 1.3,
+            samples=[ms(t) for t in ours],
+            command=f"python -m bench docker  # bacalhau run --wait {IMAGE} echo hello vs docker run --rm",
+            extra={"overhead_ms": round(value - base, 1)},
+        )
+    ]

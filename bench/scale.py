@@ -1,0 +1,4 @@
+"""placeholder"""
+NAME = "scale"
+async def run(ctx):
+    return []

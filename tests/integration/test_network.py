@@ -1,0 +1,456 @@
+"""The network, against a REAL 3-node devstack.
+
+Every node is its own `bacalhau serve` OS process with its own libp2p host
+(loopback TCP), embedded kubo child process and HTTP API; jobs run in real
+docker containers (the local `busybox` image).
+
+One devstack serves the whole module (starting one costs seconds on two
+cores): it runs in a thread of its own with its own trio loop, and tests talk
+to it through the nodes' HTTP APIs (and, for the forged-message test, through
+a libp2p host of their own). The tests that stop or restart a node come last,
+and the last one stops the whole devstack and checks that nothing is left.
+
+    A = node 0: --limit-total-memory 50Mb, labels zone=a (no room for a
+        default job: those reserve 100 MiB)
+    B = node 1: labels zone=b
+    C = node 2: labels zone=c
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import socket
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import docker
+import psutil
+import pytest
+import trio
+
+from bacalhau_py.api.client import APIClient
+from bacalhau_py.devstack.stack import DevNode, devstack, restart
+from bacalhau_py.executor.base import CONTAINER_LABEL
+from bacalhau_py.jobstore import JobStore
+from bacalhau_py.models.messages import CancelExecution, NodeInfo, NodeInfoRequest
+from bacalhau_py.transport import Libp2pTransport, envelope
+from bacalhau_py.transport.libp2p import REQUEST_PROTOCOL, STREAM_PROTOCOL
+
+pytestmark = pytest.mark.devstack
+
+NODE_ARGS = [
+    ["--limit-total-memory", "50Mb", "--labels", "zone=a"],
+    ["--labels", "zone=b"],
+    ["--labels", "zone=c"],
+]
+TERMINAL = {"Completed", "Failed", "Cancelled"}
+
+
+# -- the shared devstack --------------------------------------------------------
+
+
+class StackThread:
+    """`devstack()` running in its own thread and trio loop until `stop()`."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.nodes: list[DevNode] = []
+        self.pids: set[int] = set()
+        self.error: BaseException | None = None
+        self._ready = threading.Event()
+        self._token: trio.lowlevel.TrioToken | None = None
+        self._stop: trio.Event | None = None
+        self._thread = threading.Thread(target=self._run, name="devstack", daemon=True)
+
+    def start(self) -> "StackThread":
+        self._thread.start()
+        self._ready.wait(120)
+        if self.error is not None:
+            raise self.error
+        if not self.nodes:
+            raise RuntimeError("the devstack did not start within 120 s")
+        return self
+
+    def _run(self) -> None:
+        try:
+            trio.run(self._main)
+        except BaseException as error:  # noqa: BLE001 - reported to the test thread
+            self.error = error
+        finally:
+            self._ready.set()
+
+    async def _main(self) -> None:
+        self._token = trio.lowlevel.current_trio_token()
+        self._stop = trio.Event()
+        async with devstack(self.root, 3, node_args=NODE_ARGS) as nodes:
+            self.nodes = nodes
+            self.remember_pids()
+            self._ready.set()
+            await self._stop.wait()
+
+    def remember_pids(self) -> None:
+        """Every process of the stack so far: node processes and their children (kubo)."""
+        for node in self.nodes:
+            self.pids.add(node.process.pid)
+            try:
+                self.pids |= {p.pid for p in psutil.Process(node.process.pid).children(recursive=True)}
+            except psutil.NoSuchProcess:
+                pass
+
+    def call(self, async_fn: Callable[..., Any], *args: Any) -> Any:
+        """Run `async_fn(*args)` in the devstack's own trio loop (it owns the processes)."""
+        return trio.from_thread.run(async_fn, *args, trio_token=self._token)
+
+    def stop(self) -> None:
+        if self._thread.is_alive() and self._stop is not None:
+            trio.from_thread.run_sync(self._stop.set, trio_token=self._token)
+            self._thread.join(90)
+        if self.error is not None:
+            raise self.error
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    started = time.monotonic()
+    running = StackThread(tmp_path_factory.mktemp("network")).start()
+    print(f"devstack of 3 up in {time.monotonic() - started:.1f}s")
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="module")
+def clients(stack):
+    made = [APIClient(n.api_host, n.api_port) for n in stack.nodes]
+    yield made
+    for client in made:
+        client.close()
+
+
+def client_of(node: DevNode) -> APIClient:
+    return APIClient(node.api_host, node.api_port)
+
+
+# -- helpers ----------------------------------------------------------------------
+
+
+def docker_job(command: str, **extra: Any) -> dict[str, Any]:
+    return {"task": {"engine": "docker", "image": "busybox", "command": ["sh", "-c", command]}, **extra}
+
+
+def wait_until_state(client: APIClient, job_id: str, states: set[str], timeout: float = 60) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    job = client.get_job(job_id)
+    while job["state"] not in states:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise AssertionError(f"job {job_id} still {job['state']} after {timeout}s: {job.get('message')}")
+        job = client.wait(job_id, job["updated_at"], min(left, 5))
+    return job
+
+
+def run_job(client: APIClient, spec: dict[str, Any], timeout: float = 60) -> dict[str, Any]:
+    job = client.submit(spec)
+    return wait_until_state(client, job["id"], TERMINAL, timeout)
+
+
+def stdout_of(client: APIClient, job_id: str) -> str:
+    return b"".join(data for stream, data in client.logs(job_id) if stream == "stdout").decode()
+
+
+def containers_of(execution_ids: list[str]) -> list[str]:
+    """IDs of containers (running or not) labelled with any of these executions."""
+    engine = docker.from_env()
+    try:
+        found = []
+        for execution_id in execution_ids:
+            found += [c.id for c in engine.containers.list(all=True, filters={"label": f"{CONTAINER_LABEL}={execution_id}"})]
+        return found
+    finally:
+        engine.close()
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout}s")
+        time.sleep(0.1)
+
+
+def running_execution(client: APIClient, job_id: str, timeout: float = 30) -> dict[str, Any]:
+    """The job's execution once its container exists."""
+
+    def started():
+        job = client.get_job(job_id)
+        assert job["state"] not in TERMINAL, job
+        running = [e for e in job["executions"] if e["state"] == "Running"]
+        return running and containers_of([running[0]["id"]]) and running[0]
+
+    return wait_for(started, timeout, f"job {job_id} running in a container")
+
+
+# -- the tests ------------------------------------------------------------------------
+
+
+def test_the_devstack_is_meshed_and_reports_labels_and_capacity(stack, clients):
+    a, b, c = stack.nodes
+    for client in clients:
+        nodes = {n["peer_id"]: n for n in client.nodes()}
+        assert set(nodes) >= {a.peer_id, b.peer_id, c.peer_id}
+        assert nodes[a.peer_id]["labels"] == {"zone": "a"}
+        assert nodes[c.peer_id]["labels"] == {"zone": "c"}
+        assert nodes[a.peer_id]["total_memory"] == 50 << 20
+
+
+def test_a_job_submitted_to_a_full_node_runs_on_another(stack, clients):
+    a, b, c = stack.nodes
+    job = run_job(clients[0], docker_job("echo elsewhere"))
+    assert job["state"] == "Completed", job["message"]
+    assert [e["node_id"] for e in job["executions"]] != [a.peer_id]
+    assert job["executions"][0]["node_id"] in {b.peer_id, c.peer_id}
+    assert stdout_of(clients[0], job["id"]) == "elsewhere\n"
+    # A job that fits A's 50 MB may run anywhere, A included: A did not bid above
+    # only because of its capacity.
+    job = run_job(clients[0], docker_job("echo small", resources={"memory": "20Mb"}, selector={"zone": "a"}))
+    assert job["state"] == "Completed", job["message"]
+    assert job["executions"][0]["node_id"] == a.peer_id
+
+
+def test_concurrency_3_runs_on_3_distinct_nodes(stack, clients):
+    started = time.monotonic()
+    job = run_job(clients[1], docker_job("echo hi", resources={"memory": "20Mb"}, deal={"concurrency": 3}))
+    assert job["state"] == "Completed", job["message"]
+    nodes = [e["node_id"] for e in job["executions"]]
+    assert sorted(nodes) == sorted(n.peer_id for n in stack.nodes)
+    assert all(e["exit_code"] == 0 and e["result_cid"] for e in job["executions"])
+    print(f"concurrency 3: {time.monotonic() - started:.1f}s")
+
+
+def test_a_cid_added_on_b_is_mounted_by_a_job_on_c(stack, clients, tmp_path):
+    a, b, c = stack.nodes
+    data = tmp_path / "greeting.txt"
+    data.write_text("hello from B's IPFS\n")
+    cid = clients[1].ipfs_add(data)
+    spec = docker_job(
+        "cat /inputs/f; wc -c < /inputs/f",
+        inputs=[{"source": "ipfs", "cid": cid, "path": "/inputs/f"}],
+        selector={"zone": "c"},
+    )
+    job = run_job(clients[0], spec)  # submitted to A, runs on C, data from B
+    assert job["state"] == "Completed", job["message"]
+    assert [e["node_id"] for e in job["executions"]] == [c.peer_id]
+    assert stdout_of(clients[0], job["id"]) == "hello from B's IPFS\n20\n"
+
+
+def test_cancel_stops_a_container_on_a_remote_node(stack, clients):
+    a, b, c = stack.nodes
+    job = clients[0].submit(docker_job("sleep 600", selector={"zone": "c"}))
+    execution = running_execution(clients[0], job["id"])
+    assert execution["node_id"] == c.peer_id
+    started = time.monotonic()
+    cancelled = clients[0].cancel(job["id"])
+    assert cancelled["state"] == "Cancelled"
+    wait_for(lambda: not containers_of([execution["id"]]), 10, "the container on C is removed")
+    print(f"container on C gone {time.monotonic() - started:.1f}s after cancel")
+    job = clients[0].get_job(job["id"])
+    assert job["state"] == "Cancelled"
+    assert [e["state"] for e in job["executions"]] == ["Cancelled"]
+    # C's capacity is free again: it runs the next job.
+    again = run_job(clients[0], docker_job("echo after", selector={"zone": "c"}))
+    assert again["state"] == "Completed", again["message"]
+
+
+def test_no_bids_fails_promptly_with_a_message(stack, clients):
+    started = time.monotonic()
+    gpu = run_job(clients[0], docker_job("echo gpu", resources={"gpu": 1}, timeout=600), timeout=30)
+    assert gpu["state"] == "Failed"
+    assert "gpu" in gpu["message"].lower(), gpu["message"]
+    assert gpu["executions"] == []
+    nobody = run_job(clients[1], docker_job("echo x", selector={"zone": "nowhere"}, timeout=600), timeout=30)
+    assert nobody["state"] == "Failed"
+    assert "zone=nowhere" in nobody["message"], nobody["message"]
+    wasted = time.monotonic() - started
+    print(f"two no-bid jobs failed in {wasted:.1f}s: {gpu['message']!r} / {nobody['message']!r}")
+    assert wasted < 20  # the job timeout is 600 s
+
+
+async def test_forged_and_unsigned_messages_are_rejected_and_the_node_keeps_serving(stack, clients, tmp_path):
+    a, b, c = stack.nodes
+    swarm = a.swarm[0]
+    host, port = swarm.split("/")[2], int(swarm.split("/")[4])
+
+    # 1. Not libp2p at all: garbage on the raw TCP port.
+    for garbage in (b"\x00" * 64, b"GET / HTTP/1.1\r\n\r\n", bytes(range(256)) * 64):
+        with socket.create_connection((host, port), timeout=5) as raw:
+            raw.sendall(garbage)
+            raw.settimeout(5)
+            try:
+                raw.recv(1024)
+            except OSError:
+                pass
+
+    # 2. Real libp2p, bad envelopes: our own host (a valid peer) sends them.
+    from libp2p.crypto.ed25519 import create_new_key_pair
+    from libp2p.peer.id import ID
+
+    class Quiet:
+        async def on_request(self, sender, message):
+            return NodeInfoRequest()
+
+        async def on_gossip(self, sender, message):
+            pass
+
+        async def on_stream_request(self, sender, message):
+            if False:
+                yield b""
+
+    attacker = Libp2pTransport(tmp_path / "attacker")
+    other = create_new_key_pair()
+    # Signed by another key and claiming to be node B: B's node info with
+    # addresses of our choosing, and a cancel of anything B requested.
+    b_info = NodeInfo(peer_id=b.peer_id, node_types=["compute"], addresses=["/ip4/127.0.0.1/tcp/9"], labels={})
+
+    def forged(message, claim: str) -> bytes:
+        sealed = json.loads(envelope.seal(message, other))
+        sealed["sender"] = claim
+        return envelope.encode_frame(json.dumps(sealed).encode())
+
+    def resigned(message, claim: str) -> bytes:
+        sealed = json.loads(envelope.seal(message, other))
+        sealed["sender"] = claim
+        sealed["sig"] = base64.b64encode(
+            other.private_key.sign(envelope._signing_bytes(1, sealed["kind"], claim, sealed["payload"]))
+        ).decode()
+        return envelope.encode_frame(json.dumps(sealed).encode())
+
+    unsigned = json.loads(envelope.seal(b_info, other))
+    unsigned["sig"] = ""
+    attacks = {
+        "garbage frame": b"\x00\x00\x00\x05hello",
+        "huge length": (envelope.MAX_FRAME_SIZE + 1).to_bytes(4, "big"),
+        "unsigned": envelope.encode_frame(json.dumps(unsigned).encode()),
+        "forged sender B": forged(b_info, b.peer_id),
+        "re-signed by another key as B": resigned(b_info, b.peer_id),
+        "cancel claiming B": resigned(CancelExecution(job_id="j", execution_id="e", reason="x"), b.peer_id),
+        "valid envelope of another peer, replayed": envelope.encode_frame(envelope.seal(b_info, other)),
+    }
+    async with trio.open_nursery() as nursery:
+        await nursery.start(attacker.serve, Quiet())
+        await attacker.connect(swarm)
+        for protocol in (REQUEST_PROTOCOL, STREAM_PROTOCOL):
+            for name, frame in attacks.items():
+                stream = await attacker._host.new_stream(ID.from_base58(a.peer_id), [protocol])
+                await stream.write(frame)
+                with trio.fail_after(10):
+                    try:
+                        answer = await stream.read(100)
+                    except Exception:  # noqa: BLE001 - reset by the node: what we expect
+                        answer = b""
+                assert answer == b"", (protocol, name, answer)
+                await stream.close()
+        # A well-signed message from a real peer lying about who it describes
+        # is refused by the node (not by the transport).
+        reply = await attacker.request(a.peer_id, b_info, timeout=10)
+        assert not reply.ok and "only describe itself" in reply.message, reply
+        nursery.cancel_scope.cancel()
+
+    # A kept serving and was not fooled: B's entry is B's own.
+    def b_entry():
+        return next(n for n in clients[0].nodes() if n["peer_id"] == b.peer_id)
+
+    assert all("/tcp/9/" not in addr and not addr.endswith("/tcp/9") for addr in b_entry()["addresses"])
+    assert b_entry()["labels"] == {"zone": "b"}
+    job = await trio.to_thread.run_sync(run_job, clients[0], docker_job("echo still serving"))
+    assert job["state"] == "Completed", job["message"]
+    assert a.process.returncode is None
+    log = (a.repo / "node.log").read_text()
+    assert "dropped request stream" in log and "dropped" in log
+
+
+def test_sigterm_while_running_removes_the_container_and_a_restart_keeps_identity_and_history(stack):
+    a, b, c = stack.nodes
+    client_c = client_of(c)
+    try:
+        # History on C as a requester: one finished job, one that runs on C itself.
+        done = run_job(client_c, docker_job("echo before restart", selector={"zone": "b"}))
+        assert done["state"] == "Completed", done["message"]
+        sleeping = client_c.submit(docker_job("sleep 600", selector={"zone": "c"}))
+        execution = running_execution(client_c, sleeping["id"])
+        old_peer_id, old_pid = c.peer_id, c.process.pid
+    finally:
+        client_c.close()
+
+    # SIGTERM while the container runs: the node removes it and exits cleanly.
+    started = time.monotonic()
+    c.process.send_signal(15)
+    stack.call(c.process.wait)
+    print(f"node C stopped in {time.monotonic() - started:.1f}s (exit {c.process.returncode})")
+    assert c.process.returncode == 0
+    assert not containers_of([execution["id"]])
+    assert not psutil.pid_exists(old_pid) or psutil.Process(old_pid).status() == psutil.STATUS_ZOMBIE
+
+    # Its store is consistent: it opens, and every job reads back whole.
+    db = sqlite3.connect(c.repo / "jobs.sqlite")
+    assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    db.close()
+
+    async def read_store() -> list:
+        store = JobStore.open(c.repo / "jobs.sqlite")
+        try:
+            return [await store.get(j.id) for j in await store.list(100)]
+        finally:
+            store.close()
+
+    jobs = {j.id: j for j in trio.run(read_store)}
+    assert jobs[done["id"]].state.value == "Completed"
+    assert jobs[sleeping["id"]].state.value == "Running"
+
+    # Restart on the same repo: same peer ID, same history.
+    stack.call(restart, c)
+    stack.remember_pids()
+    client_c = client_of(c)
+    try:
+        assert c.peer_id == old_peer_id
+        assert client_c.node_info()["peer_id"] == old_peer_id
+        again = client_c.get_job(done["id"])
+        assert again["state"] == "Completed"
+        assert again["events"] == done["events"]
+        assert again["executions"] == done["executions"]
+        # The job it was running when stopped fails visibly, with a reason.
+        interrupted = client_c.get_job(sleeping["id"])
+        assert interrupted["state"] == "Failed"
+        assert "restarted" in interrupted["message"]
+        # And it is a working member of the network again.
+        wait_for(lambda: c.peer_id in {n["peer_id"] for n in client_of(a).nodes()}, 10, "A knows C")
+        job = run_job(client_c, docker_job("echo back", selector={"zone": "c"}))
+        assert job["state"] == "Completed", job["message"]
+        job = run_job(client_c, docker_job("echo via b", selector={"zone": "b"}))
+        assert job["state"] == "Completed", job["message"]
+    finally:
+        client_c.close()
+
+
+def test_devstack_shutdown_leaves_no_process_and_no_container(stack, clients):
+    a, b, c = stack.nodes
+    # Leave work in flight: a container running on B for a job requested by A.
+    job = clients[0].submit(docker_job("sleep 600", selector={"zone": "b"}))
+    execution = running_execution(clients[0], job["id"])
+    stack.remember_pids()
+    pids = set(stack.pids)
+    assert len(pids) >= 6  # 3 nodes + 3 kubo children (+ the restarted C's)
+    started = time.monotonic()
+    stack.stop()
+    print(f"devstack stopped in {time.monotonic() - started:.1f}s")
+    alive = [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+    assert alive == [], [psutil.Process(p).cmdline() for p in alive]
+    assert all(n.process.returncode == 0 for n in stack.nodes), [n.process.returncode for n in stack.nodes]
+    assert not containers_of([execution["id"]])
