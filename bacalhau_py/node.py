@@ -155,6 +155,20 @@ class Node:
                     await self.ipfs.aclose()
                 self.store.close()
 
+    async def drain(self) -> None:
+        """Before stopping, while the network is up (a graceful stop).
+
+        As a requester: fail its unfinished jobs and cancel their executions on
+        the compute nodes. As a compute node: stop its running executions and
+        tell their requesters, who fail those jobs now rather than at their timeout.
+        """
+        async with trio.open_nursery() as nursery:
+            if self.requester is not None:
+                nursery.start_soon(self.requester.stop_all, "the requester node stopped")
+            if self.compute is not None:
+                log.info("stopping %d running execution(s)", self.compute.running())
+                nursery.start_soon(self.compute.stop_all, "the compute node stopped")
+
     async def _start_ipfs(self, nursery: trio.Nursery) -> IPFSClient:
         from bacalhau_py.ipfs.client import KuboRPC
 

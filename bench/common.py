@@ -147,7 +147,7 @@ def build_wasm(name: str) -> Path:
     target = STATE / "wasm" / f"{name}.wasm"
     if not target.exists() or target.stat().st_mtime < source.stat().st_mtime:
         target.parent.mkdir(parents=True, exist_ok=True)
-        run_command(["clang", "--target=wasm32-wasi", "-O2", str(source), "-o", str(target)])
+        run_command(["clang", "--target=wasm32-wasi", "-O2", "-Wl,--strip-all", str(source), "-o", str(target)])
     return target
 
 

@@ -16,6 +16,7 @@ import shutil
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from datetime import datetime
 from functools import partial
 from pathlib import Path
 
@@ -69,6 +70,20 @@ def error_body(message: str, kind: str) -> dict[str, str]:
 
 def _job_json(job: Job) -> dict:
     return job.model_dump(mode="json")
+
+
+def _since(since: str | None) -> str | None:
+    """`since` as the node compares it: `datetime.isoformat()` ("+00:00").
+
+    Clients send back the `updated_at` they were given, which JSON wrote with
+    a "Z"; compared as-is it never equals the node's string, and every long
+    poll returned at once (a client spun ~170 requests per job)."""
+    if since is None:
+        return None
+    try:
+        return datetime.fromisoformat(since).isoformat()
+    except ValueError:
+        raise UserInputError(f"since: {since!r} is not a timestamp (expected a job's updated_at)") from None
 
 
 def create_app(node: NodeService, *, scratch_dir: Path | None = None) -> FastAPI:
@@ -129,7 +144,7 @@ def create_app(node: NodeService, *, scratch_dir: Path | None = None) -> FastAPI
         job = await node.get_job(job_id)
         if job.state.terminal:
             return _job_json(job)
-        return _job_json(await node.wait_for_change(job.id, since, timeout))
+        return _job_json(await node.wait_for_change(job.id, _since(since), timeout))
 
     @app.post(PREFIX + "/jobs/{job_id}/cancel")
     async def cancel(job_id: str) -> dict:

@@ -4,21 +4,29 @@ Every method raises `bacalhau_py.errors`: the server's `{"error", "kind"}`
 body becomes the same exception class with the server's one-line message,
 and a node that cannot be reached becomes `NodeUnreachable` naming the address.
 Jobs and node infos are returned as the server's JSON (dicts).
+
+It speaks HTTP/1.1 with the standard library's `http.client`, not httpx:
+every CLI command pays for this client's imports, and httpx (with httpcore,
+anyio, ...) took 100-150 ms of a command's start where `http.client` takes
+a few ms (measured in bench/: BENCHMARKS.md). One keep-alive connection
+serves all of a client's calls (a `--wait` makes several).
 """
 
 from __future__ import annotations
 
 import base64
+import http.client
 import io
 import json
+import select
+import socket
 import tarfile
 import tempfile
+import urllib.parse
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-
-import httpx
 
 from bacalhau_py import errors
 from bacalhau_py.errors import BacalhauError, NodeUnreachable, NotFound, UserInputError
@@ -26,20 +34,44 @@ from bacalhau_py.errors import BacalhauError, NodeUnreachable, NotFound, UserInp
 PREFIX = "/api/v1"
 TAR = "application/x-tar"
 CHUNK = 1 << 16
+CONNECT_TIMEOUT = 5.0
+
+
+class _Response:
+    """What a call got back: status, and the body (read whole or streamed)."""
+
+    def __init__(self, raw: http.client.HTTPResponse) -> None:
+        self.raw = raw
+        self.status_code = raw.status
+
+    @property
+    def is_error(self) -> bool:
+        return self.status_code >= 400
+
+    def read(self) -> bytes:
+        return self.raw.read()
+
+    def iter_bytes(self, size: int = CHUNK) -> Iterator[bytes]:
+        while chunk := self.raw.read1(size):
+            yield chunk
+
+    def iter_lines(self) -> Iterator[str]:
+        for line in self.raw:
+            yield line.decode()
 
 
 class APIClient:
     def __init__(self, host: str, port: int, *, timeout: float = 30.0) -> None:
+        self.host = host
+        self.port = port
         self.address = f"http://{f'[{host}]' if ':' in host else host}:{port}"
-        self._http = httpx.Client(
-            base_url=self.address + PREFIX,
-            timeout=httpx.Timeout(timeout, connect=5.0),
-            # The API is on the node itself (often loopback): never via an HTTP proxy.
-            trust_env=False,
-        )
+        self.timeout = timeout
+        self._connection: http.client.HTTPConnection | None = None
 
     def close(self) -> None:
-        self._http.close()
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
 
     def __enter__(self) -> "APIClient":
         return self
@@ -51,7 +83,7 @@ class APIClient:
 
     def submit(self, spec: dict[str, Any]) -> dict[str, Any]:
         """Submit a job spec (ours or an IPVM task, as JSON); return the job record."""
-        return self._json("POST", "/jobs", json=spec)
+        return self._json("POST", "/jobs", json_body=spec)
 
     def list_jobs(self, limit: int = 20) -> list[dict[str, Any]]:
         return self._json("GET", "/jobs", params={"limit": limit})["jobs"]
@@ -72,8 +104,9 @@ class APIClient:
     def logs(self, job_id: str, follow: bool = False) -> Iterator[tuple[str, bytes]]:
         """("stdout" | "stderr", bytes) chunks; with `follow`, until the job ends."""
         # A followed job may print nothing for a long time: no read timeout then.
-        timeout = httpx.Timeout(None, connect=5.0) if follow else httpx.USE_CLIENT_DEFAULT
-        with self._stream("GET", f"/jobs/{job_id}/logs", params={"follow": follow}, timeout=timeout) as response:
+        timeout = None if follow else self.timeout
+        params = {"follow": str(follow).lower()}
+        with self._stream("GET", f"/jobs/{job_id}/logs", params=params, timeout=timeout) as response:
             for line in response.iter_lines():
                 if not line.strip():
                     continue
@@ -97,9 +130,10 @@ class APIClient:
             # Symlinks travel as links, as `ipfs add -r` would see them.
             with tarfile.open(fileobj=spool, mode="w|", format=tarfile.PAX_FORMAT) as archive:
                 archive.add(str(path), arcname=path.name)
+            length = spool.tell()
             spool.seek(0)
-            chunks = iter(lambda: spool.read(CHUNK), b"")
-            return self._json("POST", "/ipfs/add", content=chunks, headers={"Content-Type": TAR})["cid"]
+            headers = {"Content-Type": TAR, "Content-Length": str(length)}
+            return self._json("POST", "/ipfs/add", body=spool, headers=headers)["cid"]
 
     def node_info(self) -> dict[str, Any]:
         return self._json("GET", "/node")
@@ -112,32 +146,87 @@ class APIClient:
 
     # plumbing
 
-    def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+    def _json(self, method: str, path: str, *, json_body: Any = None, **kwargs: Any) -> Any:
+        if json_body is not None:
+            kwargs["body"] = json.dumps(json_body).encode()
+            kwargs["headers"] = {"Content-Type": "application/json"}
         with _mapped(self.address):
-            response = self._http.request(method, path, **kwargs)
+            response = self._request(method, path, **kwargs)
+            data = response.read()
         if response.is_error:
-            raise _error_from(_body(response), response.status_code)
-        return response.json()
+            raise _error_from(_body(response.status_code, data, path), response.status_code)
+        return json.loads(data)
 
     @contextmanager
-    def _stream(self, method: str, path: str, **kwargs: Any) -> Iterator[httpx.Response]:
+    def _stream(self, method: str, path: str, **kwargs: Any) -> Iterator[_Response]:
         # The caller reads the body inside this block, so errors mid-body are mapped too.
         with _mapped(self.address):
-            with self._http.stream(method, path, **kwargs) as response:
-                if response.is_error:
-                    response.read()
-                    raise _error_from(_body(response), response.status_code)
+            response = self._request(method, path, **kwargs)
+            if response.is_error:
+                raise _error_from(_body(response.status_code, response.read(), path), response.status_code)
+            finished = False
+            try:
                 yield response
+                finished = response.raw.isclosed()
+            finally:
+                if not finished:
+                    # Left mid-body: this connection cannot carry another request.
+                    self.close()
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, Any] | None = None,
+        body: bytes | Any = None,
+        headers: dict[str, str] | None = None,
+        timeout: float | None | object = ...,
+    ) -> _Response:
+        url = PREFIX + path + ("?" + urllib.parse.urlencode(params) if params else "")
+        connection = self._connected()
+        connection.sock.settimeout(self.timeout if timeout is ... else timeout)
+        try:
+            connection.request(method, url, body=body, headers=headers or {})
+            return _Response(connection.getresponse())
+        except BaseException:
+            self.close()
+            raise
+
+    def _connected(self) -> http.client.HTTPConnection:
+        """The keep-alive connection, (re)opened if the node closed it while idle."""
+        connection = self._connection
+        if connection is not None and (connection.sock is None or _closed_by_peer(connection.sock)):
+            self.close()
+            connection = None
+        if connection is None:
+            connection = http.client.HTTPConnection(self.host, self.port, timeout=CONNECT_TIMEOUT, blocksize=CHUNK)
+            connection.connect()
+            connection.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self._connection = connection
+        return connection
+
+
+def _closed_by_peer(sock: socket.socket) -> bool:
+    # An idle keep-alive socket is readable only when the server closed it
+    # (EOF): sending on it would fail or, worse, lose a POST. httpcore checks the same.
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(readable)
 
 
 @contextmanager
 def _mapped(address: str) -> Iterator[None]:
-    """httpx's errors, translated to ours in one place."""
+    """Socket and HTTP errors, translated to ours in one place."""
     try:
         yield
-    except (httpx.ConnectError, httpx.ConnectTimeout) as error:
+    except (ConnectionRefusedError, socket.gaierror) as error:
         raise NodeUnreachable(f"cannot reach the node at {address}: {_reason(error)}") from None
-    except httpx.HTTPError as error:
+    except TimeoutError as error:
+        raise NodeUnreachable(f"the node at {address} did not answer in time: {_reason(error)}") from None
+    except (OSError, http.client.HTTPException) as error:
         raise NodeUnreachable(f"lost the connection to the node at {address}: {_reason(error)}") from None
 
 
@@ -145,14 +234,14 @@ def _reason(error: Exception) -> str:
     return str(error).strip() or type(error).__name__
 
 
-def _body(response: httpx.Response) -> dict[str, Any]:
+def _body(status: int, data: bytes, path: str) -> dict[str, Any]:
     try:
-        body = response.json()
+        body = json.loads(data)
     except ValueError:
         body = None
     if isinstance(body, dict) and "error" in body:
         return body
-    return {"error": f"HTTP {response.status_code} from {response.request.url}: {response.text[:200]}"}
+    return {"error": f"HTTP {status} from {PREFIX + path}: {data[:200].decode(errors='replace')}"}
 
 
 def _error_from(body: dict[str, Any], status: int) -> BacalhauError:

@@ -319,11 +319,13 @@ def build_spec(data: dict[str, Any], sources: dict[str, Any]):
 
     from bacalhau_py.errors import UserInputError
     from bacalhau_py.models import JobSpec
-    from bacalhau_py.models.codec import describe_validation_error
 
     try:
         return JobSpec.model_validate(data)
     except ValidationError as error:
+        # Only here: the codec imports yaml, ~35 ms of every submit's start otherwise.
+        from bacalhau_py.models.codec import describe_validation_error
+
         location = tuple(error.errors()[0]["loc"])
         problem = describe_validation_error(error).split(": ", 1)[1]
         raise UserInputError(f"{_flag_for(location, sources)}: {problem}" if location else problem) from None

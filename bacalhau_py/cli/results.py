@@ -8,7 +8,6 @@ destination folder that exists holds results that were checked.
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -88,30 +87,11 @@ def _expect(folder: Path, cids: set[str], what: str, *, fatal: bool) -> None:
 
 
 def _folder_cid(folder: Path, like: str) -> str:
-    """The CID kubo would give `folder`. Offline when aleph-cid can; else via BACALHAU_IPFS_API, if set."""
-    import trio
-
-    from bacalhau_py.ipfs.cid import local_cid
-
-    async def compute() -> str:
-        api = os.environ.get("BACALHAU_IPFS_API")
-        if not api:
-            try:
-                return await local_cid(folder, None, like=like)
-            except IPFSError as error:
-                raise IPFSError(f"{error}; set BACALHAU_IPFS_API to an IPFS RPC API to check it") from None
-        from bacalhau_py.ipfs.client import KuboRPC
-
-        ipfs = KuboRPC(api)
-        try:
-            return await local_cid(folder, ipfs, like=like)
-        finally:
-            await ipfs.aclose()
+    """The CID kubo would give `folder`, computed offline: no IPFS node is needed."""
+    from bacalhau_py.ipfs.cid import path_cid
 
     try:
-        return trio.run(compute)
-    except IPFSError:
-        raise
+        return path_cid(folder, like=like)
     except BacalhauError as error:
         raise IPFSError(str(error)) from None
 

@@ -110,9 +110,9 @@ def _module_source(module: str, *, dry_run: bool) -> dict[str, Any]:
             return InputSource.inline(path.read_bytes(), _MODULE_PATH).model_dump(mode="json")
         if dry_run:
             # Nothing may reach the node in a dry run: show the CID it would get.
-            from aleph_cid import compute_cid
+            from bacalhau_py.ipfs.cid import bytes_cid
 
-            cid = compute_cid(path.read_bytes())
+            cid = bytes_cid(path.read_bytes())
         else:
             with api_client() as client:
                 cid = client.ipfs_add(path)

@@ -9,6 +9,10 @@ from pathlib import Path
 
 import click
 
+# How long a stopping node may spend stopping its executions and telling
+# their requesters, before it stops regardless.
+DRAIN_TIMEOUT = 10.0
+
 
 class _LogfmtFormatter(logging.Formatter):
     """One structured line per event: time, level, logger, message."""
@@ -57,9 +61,11 @@ def configure_logging(level: str = "INFO") -> None:
               show_default=True, help="Bid only on jobs whose IPFS inputs are on this node (local).")
 @click.option("--bad-actor", is_flag=True, hidden=True, help="Return forged results (devstack tests).")
 @click.option("--engines", hidden=True, help="Offer only these engines (comma separated).")
+@click.option("--exit-on-stdin-eof", is_flag=True, hidden=True,
+              help="Stop when standard input closes (the devstack's parent dies: no orphan nodes).")
 def serve(peers, swarm_port, swarm_host, api_host, api_port, repo, node_type, ipfs_connect, labels,
           limit_total_cpu, limit_total_memory, limit_total_gpu, limit_job_cpu, limit_job_memory,
-          job_selection_data_locality, bad_actor, engines):
+          job_selection_data_locality, bad_actor, engines, exit_on_stdin_eof):
     """Run a long-lived node: requester and/or compute, with its own IPFS node."""
     import trio
 
@@ -88,21 +94,46 @@ def serve(peers, swarm_port, swarm_host, api_host, api_port, repo, node_type, ip
     )
     configure_logging()
 
+    async def drain_then_stop(node, scope: trio.CancelScope) -> None:
+        # While the network is still up: stop running executions and tell
+        # their requesters, so remote jobs fail now rather than at their timeout.
+        with trio.move_on_after(DRAIN_TIMEOUT):
+            await node.drain()
+        scope.cancel()
+
     async def main() -> None:
+        draining = False
         async with trio.open_nursery() as nursery:
             node = await nursery.start(Node(config).serve)
             host, port = node.api_address
             # Machine-readable readiness line (devstack and scripts wait for it).
             print(f"ready peer_id={node.peer_id} api=http://{host}:{port} "
                   f"swarm={','.join(node.transport.addresses)} ipfs_api={node.ipfs_api}", flush=True)
+            if exit_on_stdin_eof:
+                nursery.start_soon(_stop_on_stdin_eof, nursery.cancel_scope)
             with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
                 async for received in signals:
                     logging.getLogger("bacalhau_py.node").info("stopping on %s", signal.Signals(received).name)
-                    nursery.cancel_scope.cancel()
-                    break
+                    if draining:
+                        break  # a second signal: stop now
+                    draining = True
+                    nursery.start_soon(drain_then_stop, node, nursery.cancel_scope)
+                nursery.cancel_scope.cancel()
 
     config.repo.mkdir(parents=True, exist_ok=True)
     trio.run(main)
+
+
+async def _stop_on_stdin_eof(scope) -> None:
+    import os
+
+    import trio
+
+    async with trio.lowlevel.FdStream(os.dup(0)) as stdin:
+        while await stdin.receive_some(4096):
+            pass
+    logging.getLogger("bacalhau_py.node").info("stopping: standard input closed")
+    scope.cancel()
 
 
 def _labels(values: tuple[str, ...]) -> dict[str, str]:

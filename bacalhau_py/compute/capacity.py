@@ -55,6 +55,7 @@ class CapacityTracker:
     def __init__(self, total: Capacity, per_job: Capacity | None = None) -> None:
         self.total = total
         self.per_job = per_job or total
+        self._per_job_limited = per_job is not None
         self._reserved: dict[str, Capacity] = {}
 
     @property
@@ -74,7 +75,8 @@ class CapacityTracker:
 
     def why_not(self, need: Capacity) -> str | None:
         """None if `need` can be reserved now, else the reason."""
-        if not need.fits_in(self.per_job):
+        # Without a per-job limit, say "total" (the limit the operator set).
+        if self._per_job_limited and not need.fits_in(self.per_job):
             return f"job needs {need.describe()}, over this node's per-job limit {self.per_job.describe()}"
         if not need.fits_in(self.total):
             return f"job needs {need.describe()}, over this node's total {self.total.describe()}"

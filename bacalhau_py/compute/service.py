@@ -44,6 +44,8 @@ log = logging.getLogger("bacalhau_py.compute")
 # A bid holds capacity until the requester decides; a requester that never
 # answers must not hold it forever.
 BID_HOLD_SECONDS = 60.0
+# How long a stopping node tries to tell a requester that it stopped an execution.
+STOP_REPORT_TIMEOUT = 2.0
 
 
 @dataclass
@@ -56,6 +58,10 @@ class _Execution:
     result_dir: Path | None = None
     result_hash: str | None = None
     salt: str | None = None
+    stop_reason: str | None = None
+    """Set when this node stops the execution itself (shutting down): reported to the requester."""
+    done: trio.Event | None = None
+    """Set when its `_run` task has ended (container removed)."""
 
 
 class ComputeService:
@@ -81,6 +87,7 @@ class ComputeService:
         self.bad_actor = bad_actor
         self._executions: dict[str, _Execution] = {}
         self._nursery: trio.Nursery | None = None
+        self._stopping: str | None = None
 
     async def serve(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
@@ -95,6 +102,8 @@ class ComputeService:
     async def on_ask_bid(self, sender: str, message: AskBid) -> BidReply:
         if message.execution_id in self._executions:
             return BidReply(execution_id=message.execution_id, accepted=True)
+        if self._stopping is not None:
+            return BidReply(execution_id=message.execution_id, accepted=False, reason=self._stopping)
         reason = await self.strategy.refusal(message.spec)
         if reason is None:
             reason = self.capacity.reserve(message.execution_id, Capacity.needed_by(message.spec.resources))
@@ -113,8 +122,12 @@ class ComputeService:
         if not message.accepted:
             self._forget(message.execution_id)
             return Ack()
+        if self._stopping is not None:
+            self._forget(message.execution_id)
+            return Ack(ok=False, message=self._stopping)
         if execution.scope is None:
             execution.scope = trio.CancelScope()
+            execution.done = trio.Event()
             assert self._nursery is not None
             self._nursery.start_soon(self._run, message.execution_id, execution)
         return Ack()
@@ -143,9 +156,33 @@ class ComputeService:
         async for chunk in tarstream.stream_folder(execution.result_dir):
             yield chunk
 
+    async def stop_all(self, reason: str) -> None:
+        """Stop taking work, stop every running execution and tell its requester why.
+
+        Called by a node that is shutting down, while its transport still
+        works: the requesters fail those jobs at once instead of waiting for
+        their timeouts. Returns when every stopped execution's container is gone.
+        """
+        self._stopping = reason
+        stopped = []
+        for execution in list(self._executions.values()):
+            if execution.scope is not None and execution.done is not None and not execution.done.is_set():
+                execution.stop_reason = reason
+                execution.scope.cancel()
+                stopped.append(execution.done)
+        for done in stopped:
+            await done.wait()
+
     # -- running ---------------------------------------------------------------
 
     async def _run(self, execution_id: str, execution: _Execution) -> None:
+        assert execution.done is not None
+        try:
+            await self._run_once(execution_id, execution)
+        finally:
+            execution.done.set()
+
+    async def _run_once(self, execution_id: str, execution: _Execution) -> None:
         spec = execution.spec
         folder = self.work_dir / "executions" / execution_id
         result_dir = folder / "result"
@@ -185,7 +222,12 @@ class ComputeService:
                 self.capacity.release(execution_id)
                 await trio.to_thread.run_sync(shutil.rmtree, folder / "inputs", True)
         if execution.scope.cancelled_caught:
-            log.info("execution %s cancelled", execution_id)
+            log.info("execution %s cancelled%s", execution_id, f": {execution.stop_reason}" if execution.stop_reason else "")
+            if execution.stop_reason is not None:
+                # Briefly: a requester that is stopping too will not answer.
+                await self._update(
+                    execution_id, execution, ExecutionState.FAILED, execution.stop_reason, timeout=STOP_REPORT_TIMEOUT
+                )
             self._forget(execution_id)
             return
         if failure is not None:
@@ -237,16 +279,23 @@ class ComputeService:
         )
 
     async def _update(
-        self, execution_id: str, execution: _Execution, state: ExecutionState, message: str = ""
+        self,
+        execution_id: str,
+        execution: _Execution,
+        state: ExecutionState,
+        message: str = "",
+        *,
+        timeout: float = 10.0,
     ) -> None:
         await self._send(
             execution,
             ExecutionUpdate(job_id=execution.job_id, execution_id=execution_id, state=state, message=message),
+            timeout=timeout,
         )
 
-    async def _send(self, execution: _Execution, message) -> None:
+    async def _send(self, execution: _Execution, message, *, timeout: float = 10.0) -> None:
         try:
-            await self.transport.request(execution.requester_id, message)
+            await self.transport.request(execution.requester_id, message, timeout=timeout)
         except BacalhauError as error:
             # The requester's job timeout fails the job if it never hears back.
             log.warning("could not tell requester %s: %s", execution.requester_id, error)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+import signal
 import tempfile
 from pathlib import Path
 
@@ -28,6 +30,18 @@ def devstack(nodes, bad_compute_actors, repo_dir, env_file):
     repo_dir = repo_dir or Path(tempfile.mkdtemp(prefix="bacalhau-devstack-"))
 
     async def main() -> None:
+        # SIGTERM (kill, CI, systemd) and SIGHUP must stop the nodes too, not
+        # just Ctrl-C: Python's default for them exits at once and left every
+        # node and kubo child running. SIGINT is taken as well, because a shell
+        # starts background jobs with it ignored.
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGHUP, signal.SIGINT) as signals:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(run_stack)
+                async for _ in signals:
+                    nursery.cancel_scope.cancel()
+                    break
+
+    async def run_stack() -> None:
         async with start(repo_dir, nodes, bad_actors=bad_compute_actors) as stack:
             exports = env_exports(stack[0])
             if env_file:
@@ -42,4 +56,5 @@ def devstack(nodes, bad_compute_actors, repo_dir, env_file):
     try:
         trio.run(main)
     except KeyboardInterrupt:
-        click.echo("devstack stopped", err=True)
+        pass  # a second Ctrl-C while stopping
+    click.echo("devstack stopped", err=True)

@@ -101,16 +101,21 @@ async def stop(nodes: list[DevNode]) -> None:
             nursery.start_soon(_reap, node.process)
 
 
-async def restart(node: DevNode) -> DevNode:
+async def restart(node: DevNode, network: list[DevNode] | None = None) -> DevNode:
     """Stop one node (SIGTERM) and start it again on the same repo, flags and peers.
 
     `node` is updated in place (new process, addresses and API port; same
-    peer ID), so the devstack still stops it on the way out.
+    peer ID), so the devstack still stops it on the way out. With `network`
+    (the devstack's nodes), return once every node knows every other again.
     """
     await stop([node])
-    fresh = await _start(node.repo.parent, node.index, node.peers, node.args)
+    # The first node joined nobody: it rejoins through another node.
+    peers = node.peers or [n.swarm[0] for n in network or [] if n is not node and n.swarm][:1]
+    fresh = await _start(node.repo.parent, node.index, peers, node.args)
     for name in ("process", "peer_id", "api", "swarm", "ipfs_api"):
         setattr(node, name, getattr(fresh, name))
+    if network:
+        await _wait_until_meshed(network)
     return node
 
 
@@ -132,7 +137,7 @@ async def _start(repo_dir: Path, index: int, peers: list[str], extra: list[str])
     repo.mkdir(parents=True, exist_ok=True)
     command = [
         sys.executable, "-m", "bacalhau_py.cli.main", "serve",
-        "--repo", str(repo), "--api-port", "0", "--swarm-port", "0",
+        "--repo", str(repo), "--api-port", "0", "--swarm-port", "0", "--exit-on-stdin-eof",
     ]
     for peer in peers:
         command += ["--peer", peer]
@@ -140,6 +145,9 @@ async def _start(repo_dir: Path, index: int, peers: list[str], extra: list[str])
     log = open(repo / "node.log", "ab")
     process = await trio.lowlevel.open_process(
         command,
+        # The devstack holds this pipe: if it dies without stopping the node,
+        # the pipe closes and the node stops itself.
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=log,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},

@@ -241,7 +241,7 @@ class Task(Frozen):
 
 
 class JobSpec(Frozen):
-    """The whole job as submitted. `outputs` always contains `outputs:/outputs`."""
+    """The whole job as submitted. `outputs` always has a volume at /outputs (default name `outputs`)."""
 
     task: Task
     inputs: list[InputSource] = []
@@ -257,7 +257,9 @@ class JobSpec(Frozen):
     @field_validator("outputs")
     @classmethod
     def _default_output(cls, value: list[ResultPath]) -> list[ResultPath]:
-        if not any(o.name == DEFAULT_OUTPUT for o in value):
+        # `-o results:/outputs` (the README's first example) names the volume
+        # at /outputs itself; the default is added only when nothing is there.
+        if not any(o.name == DEFAULT_OUTPUT or o.path == DEFAULT_OUTPUT_PATH for o in value):
             value = [ResultPath(name=DEFAULT_OUTPUT, path=DEFAULT_OUTPUT_PATH), *value]
         names = [o.name for o in value]
         if len(set(names)) != len(names):

@@ -1,8 +1,7 @@
 """Keep a result folder on this node; return the CID it WOULD have, so clients can check it.
 
-Nothing is added to IPFS. The CID comes from aleph-cid, or from the node's
-`add --only-hash` when the folder holds empty folders or symlinks, which
-aleph-cid does not hash the way kubo does (see `ipfs.cid`).
+Nothing is added to IPFS. The CID is computed here exactly as kubo's `add`
+would compute it (see `ipfs.cid`).
 """
 
 from __future__ import annotations
@@ -22,6 +21,6 @@ class LocalPublisher:
         if not Path(result_dir).is_dir():
             raise PublishError(f"execution {execution_id} has no result folder at {result_dir}")
         try:
-            return await local_cid(Path(result_dir), self.ctx.ipfs)
+            return await local_cid(Path(result_dir))
         except BacalhauError as error:
             raise PublishError(f"could not compute the CID of the results of {execution_id}: {error.message}") from None

@@ -67,6 +67,7 @@ class RequesterService:
         self.timeouts = timeouts
         self._scopes: dict[str, trio.CancelScope] = {}
         self._nursery: trio.Nursery | None = None
+        self._stopping: str | None = None
 
     async def serve(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         await self._fail_interrupted_jobs()
@@ -78,6 +79,8 @@ class RequesterService:
     # -- client side ----------------------------------------------------------
 
     async def submit(self, spec: JobSpec) -> Job:
+        if self._stopping is not None:
+            raise BacalhauError(f"this node is stopping: {self._stopping}")
         job = await self.store.create(str(uuid.uuid4()), spec, self.transport.peer_id)
         scope = trio.CancelScope()
         self._scopes[job.id] = scope
@@ -95,6 +98,19 @@ class RequesterService:
         job = await self.store.set_job_state(job.id, JobState.CANCELLED, "cancelled by the user")
         await self._stop_executions(job, "cancelled by the user")
         return await self.store.get(job.id)
+
+    async def stop_all(self, reason: str) -> None:
+        """A stopping node: fail its unfinished jobs and stop their executions on the compute nodes.
+
+        Called while the transport still works, so remote containers stop now
+        instead of running on for nobody until the job's timeout.
+        """
+        self._stopping = reason
+        for scope in list(self._scopes.values()):
+            scope.cancel()
+        async with trio.open_nursery() as nursery:
+            for job in await self.store.unfinished():
+                nursery.start_soon(self._fail, job.id, reason)
 
     # -- messages from compute nodes ------------------------------------------
 
@@ -180,29 +196,40 @@ class RequesterService:
                 self._nursery.start_soon(self._ask, peer_id, job, send.clone())
         bids: list[tuple[str, str]] = []
         refusals: list[str] = []
-        with trio.move_on_after(self.timeouts.bid):
-            async for peer_id, execution_id, reply, error in receive:
-                if reply is not None and reply.accepted:
-                    bids.append((peer_id, execution_id))
-                    if len(bids) >= needed:
-                        break
-                else:
-                    refusals.append(f"{_short(peer_id)}: {reply.reason if reply else error}")
-        # Late bids now find the channel closed and are rejected by `_ask`.
-        await receive.aclose()
+        unread: list[tuple[str, str]] = []
+        try:
+            with trio.move_on_after(self.timeouts.bid):
+                async for peer_id, execution_id, reply, error in receive:
+                    if reply is not None and reply.accepted:
+                        bids.append((peer_id, execution_id))
+                        if len(bids) >= needed:
+                            break
+                    else:
+                        refusals.append(f"{_short(peer_id)}: {reply.reason if reply else error}")
+            # Bids that arrived but were not read are rejected with the extras;
+            # later ones find the channel closed and are rejected by `_ask`.
+            unread = _close_bidding(receive)
 
-        if len(bids) < needed:
-            await self._reject(job, bids, "not enough bids")
-            why = "; ".join(refusals) or f"no reply within {self.timeouts.bid:g}s"
-            got = f"{len(bids)} of {needed} needed bids" if bids else "no node bid for the job"
-            await self._fail(job.id, f"{got}: {why}")
-            return False
+            if len(bids) < needed:
+                await self._reject(job, bids + unread, "not enough bids")
+                why = "; ".join(refusals) or f"no reply within {self.timeouts.bid:g}s"
+                got = f"{len(bids)} of {needed} needed bids" if bids else "no node bid for the job"
+                await self._fail(job.id, f"{got}: {why}")
+                return False
 
-        accepted, extra = bids[: spec.deal.concurrency], bids[spec.deal.concurrency :]
-        await self._reject(job, extra, "enough bids were accepted")
-        for peer_id, execution_id in accepted:
-            await self.store.add_execution(job.id, execution_id, peer_id)
-            await self.store.set_execution_state(job.id, execution_id, E.BID_ACCEPTED)
+            accepted, extra = bids[: spec.deal.concurrency], bids[spec.deal.concurrency :]
+            await self._reject(job, extra + unread, "enough bids were accepted")
+            for peer_id, execution_id in accepted:
+                await self.store.add_execution(job.id, execution_id, peer_id)
+                await self.store.set_execution_state(job.id, execution_id, E.BID_ACCEPTED)
+        except BaseException:
+            # Cancelled (by the user, or the node stopping) before any execution
+            # started: every bidder holds capacity for this job; release it.
+            # (Executions already recorded also get a CancelExecution; both are harmless.)
+            leftover = bids + unread + _close_bidding(receive)
+            with trio.CancelScope(shield=True), trio.move_on_after(5):
+                await self._reject(job, leftover, "the job was cancelled")
+            raise
         await self.store.set_job_state(job.id, JobState.RUNNING)
 
         async def accept(peer_id: str, execution_id: str) -> None:
@@ -335,6 +362,23 @@ class RequesterService:
             for execution in job.executions:
                 if not execution.state.terminal:
                     await self.store.set_execution_state(job.id, execution.id, E.FAILED, message)
+
+
+def _close_bidding(receive: trio.MemoryReceiveChannel) -> list[tuple[str, str]]:
+    """Close the bid channel; return the accepted bids still unread in it.
+
+    Synchronous, so no bid can slip in between the last read and the close.
+    """
+    unread = []
+    while True:
+        try:
+            peer_id, execution_id, reply, _ = receive.receive_nowait()
+        except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+            break
+        if reply is not None and reply.accepted:
+            unread.append((peer_id, execution_id))
+    receive.close()
+    return unread
 
 
 def _short(peer_id: str) -> str:

@@ -12,7 +12,7 @@ import pytest
 import trio
 
 from bacalhau_py.errors import IPFSError
-from bacalhau_py.ipfs.cid import aleph_can_hash, local_cid, matches
+from bacalhau_py.ipfs.cid import local_cid, matches
 from bacalhau_py.ipfs.embedded import LOG_NAME, EmbeddedIPFS, open_embedded_ipfs
 
 
@@ -68,7 +68,7 @@ async def test_add_and_get_a_folder_into_an_empty_dest(embedded_ipfs, tmp_path):
         await embedded_ipfs.get(cid, dest, timeout=5)
 
 
-async def test_cids_match_aleph_cid_and_only_hash_stores_nothing(embedded_ipfs, tmp_path):
+async def test_cids_match_kubo_offline_and_only_hash_stores_nothing(embedded_ipfs, tmp_path):
     small = tmp_path / "small.txt"
     small.write_bytes(b"hello world\n")
     multi_chunk = tmp_path / "multi.bin"
@@ -76,18 +76,14 @@ async def test_cids_match_aleph_cid_and_only_hash_stores_nothing(embedded_ipfs, 
     plain_folder = make_folder(tmp_path / "plain", empty_dir=False)
     for path in (small, multi_chunk, plain_folder):
         kubo = await embedded_ipfs.add(path, only_hash=True)
-        assert aleph_can_hash(path)
         assert await local_cid(path) == kubo, path.name
         assert await matches(path, kubo)
     assert aleph_cid.compute_cid(b"hello world\n") == HELLO_CID
-    # aleph-cid drops empty folders, kubo keeps them: local_cid asks the node.
+    # aleph-cid drops empty folders, kubo keeps them; our own encoder keeps them too.
     with_empty = make_folder(tmp_path / "with-empty")
     kubo = await embedded_ipfs.add(with_empty, only_hash=True)
-    assert not aleph_can_hash(with_empty)
     assert aleph_cid.hash_folder(with_empty, cid_version=0) != kubo
-    with pytest.raises(IPFSError, match="needs an IPFS node"):
-        await local_cid(with_empty)
-    assert await local_cid(with_empty, embedded_ipfs) == kubo
+    assert await local_cid(with_empty) == kubo
     # only-hash added nothing
     assert not await embedded_ipfs.is_pinned(kubo)
 
@@ -107,7 +103,7 @@ async def test_two_nodes_fetch_each_others_data(ipfs_pair, tmp_path):
     assert await matches(fetched, big_cid)
     back = await rpc_a.get(folder_cid, tmp_path / "from-b", timeout=10)
     assert tree(back) == tree(folder)
-    assert await matches(back, folder_cid, rpc_a)
+    assert await matches(back, folder_cid)
 
 
 async def test_unknown_cid_times_out_and_the_node_keeps_serving(embedded_ipfs, tmp_path):

@@ -14,6 +14,7 @@ and the last one stops the whole devstack and checks that nothing is left.
         default job: those reserve 100 MiB)
     B = node 1: labels zone=b
     C = node 2: labels zone=c
+    D = node 3: requester only
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from bacalhau_py.executor.base import CONTAINER_LABEL
 from bacalhau_py.jobstore import JobStore
 from bacalhau_py.models.messages import CancelExecution, NodeInfo, NodeInfoRequest
 from bacalhau_py.transport import Libp2pTransport, envelope
-from bacalhau_py.transport.libp2p import REQUEST_PROTOCOL, STREAM_PROTOCOL
+from bacalhau_py.transport.libp2p import ANNOUNCE_TOPIC, REQUEST_PROTOCOL, STREAM_PROTOCOL
 
 pytestmark = pytest.mark.devstack
 
@@ -48,6 +49,7 @@ NODE_ARGS = [
     ["--limit-total-memory", "50Mb", "--labels", "zone=a"],
     ["--labels", "zone=b"],
     ["--labels", "zone=c"],
+    ["--node-type", "requester", "--labels", "zone=d"],
 ]
 TERMINAL = {"Completed", "Failed", "Cancelled"}
 
@@ -88,7 +90,7 @@ class StackThread:
     async def _main(self) -> None:
         self._token = trio.lowlevel.current_trio_token()
         self._stop = trio.Event()
-        async with devstack(self.root, 3, node_args=NODE_ARGS) as nodes:
+        async with devstack(self.root, len(NODE_ARGS), node_args=NODE_ARGS) as nodes:
             self.nodes = nodes
             self.remember_pids()
             self._ready.set()
@@ -119,7 +121,7 @@ class StackThread:
 def stack(tmp_path_factory):
     started = time.monotonic()
     running = StackThread(tmp_path_factory.mktemp("network")).start()
-    print(f"devstack of 3 up in {time.monotonic() - started:.1f}s")
+    print(f"devstack of {len(NODE_ARGS)} up in {time.monotonic() - started:.1f}s")
     yield running
     running.stop()
 
@@ -169,7 +171,9 @@ def containers_of(execution_ids: list[str]) -> list[str]:
     try:
         found = []
         for execution_id in execution_ids:
-            found += [c.id for c in engine.containers.list(all=True, filters={"label": f"{CONTAINER_LABEL}={execution_id}"})]
+            # The low-level call: `containers.list` inspects each container and
+            # races with its removal.
+            found += [c["Id"] for c in engine.api.containers(all=True, filters={"label": f"{CONTAINER_LABEL}={execution_id}"})]
         return found
     finally:
         engine.close()
@@ -202,17 +206,29 @@ def running_execution(client: APIClient, job_id: str, timeout: float = 30) -> di
 
 
 def test_the_devstack_is_meshed_and_reports_labels_and_capacity(stack, clients):
-    a, b, c = stack.nodes
+    a, b, c, d = stack.nodes
     for client in clients:
         nodes = {n["peer_id"]: n for n in client.nodes()}
-        assert set(nodes) >= {a.peer_id, b.peer_id, c.peer_id}
+        assert set(nodes) == {n.peer_id for n in stack.nodes}
         assert nodes[a.peer_id]["labels"] == {"zone": "a"}
         assert nodes[c.peer_id]["labels"] == {"zone": "c"}
         assert nodes[a.peer_id]["total_memory"] == 50 << 20
+        assert nodes[a.peer_id]["node_types"] == ["compute", "requester"]
+        assert nodes[d.peer_id]["node_types"] == ["requester"]
+
+
+def test_a_requester_only_node_sends_its_jobs_to_compute_nodes(stack, clients):
+    a, b, c, d = stack.nodes
+    job = run_job(clients[3], docker_job("echo from d", resources={"memory": "20Mb"}, deal={"concurrency": 3}))
+    assert job["state"] == "Completed", job["message"]
+    assert sorted(e["node_id"] for e in job["executions"]) == sorted([a.peer_id, b.peer_id, c.peer_id])
+    # Asking it for 4 nodes fails at once, saying why.
+    job = run_job(clients[3], docker_job("echo 4", resources={"memory": "20Mb"}, deal={"concurrency": 4}))
+    assert job["state"] == "Failed" and "3 compute node(s)" in job["message"], job["message"]
 
 
 def test_a_job_submitted_to_a_full_node_runs_on_another(stack, clients):
-    a, b, c = stack.nodes
+    a, b, c, d = stack.nodes
     job = run_job(clients[0], docker_job("echo elsewhere"))
     assert job["state"] == "Completed", job["message"]
     assert [e["node_id"] for e in job["executions"]] != [a.peer_id]
@@ -223,6 +239,18 @@ def test_a_job_submitted_to_a_full_node_runs_on_another(stack, clients):
     job = run_job(clients[0], docker_job("echo small", resources={"memory": "20Mb"}, selector={"zone": "a"}))
     assert job["state"] == "Completed", job["message"]
     assert job["executions"][0]["node_id"] == a.peer_id
+    # A busy node refuses visibly, and a job it cannot take goes elsewhere.
+    sleeper = clients[0].submit(docker_job("sleep 600", resources={"memory": "40Mb"}, selector={"zone": "a"}))
+    running_execution(clients[0], sleeper["id"])
+    own = clients[0].node_info()
+    assert own["free_memory"] == 10 << 20 and own["running"] == 1, own
+    refused = run_job(clients[0], docker_job("echo no room", resources={"memory": "20Mb"}, selector={"zone": "a"}))
+    assert refused["state"] == "Failed" and "busy" in refused["message"], refused["message"]
+    job = run_job(clients[0], docker_job("echo elsewhere", resources={"memory": "20Mb"}))
+    assert job["state"] == "Completed", job["message"]
+    assert job["executions"][0]["node_id"] in {b.peer_id, c.peer_id}
+    assert clients[0].cancel(sleeper["id"])["state"] == "Cancelled"
+    wait_for(lambda: clients[0].node_info()["free_memory"] == 50 << 20, 10, "A's capacity is released")
 
 
 def test_concurrency_3_runs_on_3_distinct_nodes(stack, clients):
@@ -230,13 +258,21 @@ def test_concurrency_3_runs_on_3_distinct_nodes(stack, clients):
     job = run_job(clients[1], docker_job("echo hi", resources={"memory": "20Mb"}, deal={"concurrency": 3}))
     assert job["state"] == "Completed", job["message"]
     nodes = [e["node_id"] for e in job["executions"]]
-    assert sorted(nodes) == sorted(n.peer_id for n in stack.nodes)
+    assert sorted(nodes) == sorted(n.peer_id for n in stack.nodes[:3])
     assert all(e["exit_code"] == 0 and e["result_cid"] for e in job["executions"])
     print(f"concurrency 3: {time.monotonic() - started:.1f}s")
+    # Concurrency 1 with three bidders: the two bids not taken are released at
+    # once (a compute node holds a bid's capacity for a minute otherwise).
+    for _ in range(3):
+        job = run_job(clients[3], docker_job("echo one", resources={"memory": "20Mb"}))
+        assert job["state"] == "Completed", job["message"]
+    for client in clients[:3]:
+        wait_for(lambda: client.node_info()["free_memory"] == client.node_info()["total_memory"], 10,
+                 "every compute node's capacity is free again")
 
 
 def test_a_cid_added_on_b_is_mounted_by_a_job_on_c(stack, clients, tmp_path):
-    a, b, c = stack.nodes
+    a, b, c, d = stack.nodes
     data = tmp_path / "greeting.txt"
     data.write_text("hello from B's IPFS\n")
     cid = clients[1].ipfs_add(data)
@@ -252,7 +288,7 @@ def test_a_cid_added_on_b_is_mounted_by_a_job_on_c(stack, clients, tmp_path):
 
 
 def test_cancel_stops_a_container_on_a_remote_node(stack, clients):
-    a, b, c = stack.nodes
+    a, b, c, d = stack.nodes
     job = clients[0].submit(docker_job("sleep 600", selector={"zone": "c"}))
     execution = running_execution(clients[0], job["id"])
     assert execution["node_id"] == c.peer_id
@@ -284,7 +320,7 @@ def test_no_bids_fails_promptly_with_a_message(stack, clients):
 
 
 async def test_forged_and_unsigned_messages_are_rejected_and_the_node_keeps_serving(stack, clients, tmp_path):
-    a, b, c = stack.nodes
+    a, b, c, d = stack.nodes
     swarm = a.swarm[0]
     host, port = swarm.split("/")[2], int(swarm.split("/")[4])
 
@@ -361,6 +397,13 @@ async def test_forged_and_unsigned_messages_are_rejected_and_the_node_keeps_serv
         # is refused by the node (not by the transport).
         reply = await attacker.request(a.peer_id, b_info, timeout=10)
         assert not reply.ok and "only describe itself" in reply.message, reply
+        # Gossip: B's node info signed by the attacker (valid, but not B), and
+        # signed by another key inside the attacker's (valid) pubsub message.
+        await attacker.publish(b_info)
+        await attacker._pubsub.publish(ANNOUNCE_TOPIC, envelope.seal(b_info, other))
+        with trio.fail_after(10):
+            while (a.repo / "node.log").read_text().count("dropped gossip") < 2:
+                await trio.sleep(0.1)
         nursery.cancel_scope.cancel()
 
     # A kept serving and was not fooled: B's entry is B's own.
@@ -373,11 +416,33 @@ async def test_forged_and_unsigned_messages_are_rejected_and_the_node_keeps_serv
     assert job["state"] == "Completed", job["message"]
     assert a.process.returncode is None
     log = (a.repo / "node.log").read_text()
-    assert "dropped request stream" in log and "dropped" in log
+    assert log.count("dropped request stream") >= len(attacks)
+
+
+def test_a_compute_node_stopped_mid_job_fails_the_remote_job_promptly(stack, clients):
+    a, b, c, d = stack.nodes
+    job = clients[0].submit(docker_job("sleep 600", selector={"zone": "b"}))
+    execution = running_execution(clients[0], job["id"])
+    assert execution["node_id"] == b.peer_id
+    started = time.monotonic()
+    b.process.send_signal(15)
+    stack.call(b.process.wait)
+    assert b.process.returncode == 0
+    assert not containers_of([execution["id"]])
+    # The requester hears of it at once, not after the job's 30 min timeout.
+    job = wait_until_state(clients[0], job["id"], TERMINAL, timeout=15)
+    print(f"remote job failed {time.monotonic() - started:.1f}s after its node got SIGTERM: {job['message']!r}")
+    assert job["state"] == "Failed"
+    assert job["executions"][0]["state"] == "Failed"
+    assert job["message"]
+    stack.call(restart, b, stack.nodes)
+    stack.remember_pids()
+    job = run_job(clients[0], docker_job("echo b is back", selector={"zone": "b"}))
+    assert job["state"] == "Completed", job["message"]
 
 
 def test_sigterm_while_running_removes_the_container_and_a_restart_keeps_identity_and_history(stack):
-    a, b, c = stack.nodes
+    a, b, c, d = stack.nodes
     client_c = client_of(c)
     try:
         # History on C as a requester: one finished job, one that runs on C itself.
@@ -385,6 +450,9 @@ def test_sigterm_while_running_removes_the_container_and_a_restart_keeps_identit
         assert done["state"] == "Completed", done["message"]
         sleeping = client_c.submit(docker_job("sleep 600", selector={"zone": "c"}))
         execution = running_execution(client_c, sleeping["id"])
+        # And one it requested that runs on B.
+        remote = client_c.submit(docker_job("sleep 600", selector={"zone": "b"}))
+        remote_execution = running_execution(client_c, remote["id"])
         old_peer_id, old_pid = c.peer_id, c.process.pid
     finally:
         client_c.close()
@@ -396,6 +464,8 @@ def test_sigterm_while_running_removes_the_container_and_a_restart_keeps_identit
     print(f"node C stopped in {time.monotonic() - started:.1f}s (exit {c.process.returncode})")
     assert c.process.returncode == 0
     assert not containers_of([execution["id"]])
+    # The container it asked B to run stops too: nobody would get its result.
+    wait_for(lambda: not containers_of([remote_execution["id"]]), 5, "C's remote container on B is removed")
     assert not psutil.pid_exists(old_pid) or psutil.Process(old_pid).status() == psutil.STATUS_ZOMBIE
 
     # Its store is consistent: it opens, and every job reads back whole.
@@ -412,10 +482,16 @@ def test_sigterm_while_running_removes_the_container_and_a_restart_keeps_identit
 
     jobs = {j.id: j for j in trio.run(read_store)}
     assert jobs[done["id"]].state.value == "Completed"
-    assert jobs[sleeping["id"]].state.value == "Running"
+    # Jobs it was requesting failed as it stopped, saying why.
+    for job_id in (sleeping["id"], remote["id"]):
+        interrupted = jobs[job_id]
+        assert interrupted.state.value == "Failed", interrupted
+        assert "node stopped" in interrupted.message, interrupted.message
+        assert [e.state.value for e in interrupted.executions] == ["Failed"]
+        assert all(e.result_cid is None for e in interrupted.executions)
 
     # Restart on the same repo: same peer ID, same history.
-    stack.call(restart, c)
+    stack.call(restart, c, stack.nodes)
     stack.remember_pids()
     client_c = client_of(c)
     try:
@@ -425,12 +501,10 @@ def test_sigterm_while_running_removes_the_container_and_a_restart_keeps_identit
         assert again["state"] == "Completed"
         assert again["events"] == done["events"]
         assert again["executions"] == done["executions"]
-        # The job it was running when stopped fails visibly, with a reason.
         interrupted = client_c.get_job(sleeping["id"])
-        assert interrupted["state"] == "Failed"
-        assert "restarted" in interrupted["message"]
+        assert interrupted["state"] == "Failed" and "node stopped" in interrupted["message"]
+        assert interrupted["events"] == [e.model_dump(mode="json") for e in jobs[sleeping["id"]].events]
         # And it is a working member of the network again.
-        wait_for(lambda: c.peer_id in {n["peer_id"] for n in client_of(a).nodes()}, 10, "A knows C")
         job = run_job(client_c, docker_job("echo back", selector={"zone": "c"}))
         assert job["state"] == "Completed", job["message"]
         job = run_job(client_c, docker_job("echo via b", selector={"zone": "b"}))
@@ -440,13 +514,13 @@ def test_sigterm_while_running_removes_the_container_and_a_restart_keeps_identit
 
 
 def test_devstack_shutdown_leaves_no_process_and_no_container(stack, clients):
-    a, b, c = stack.nodes
+    a, b, c, d = stack.nodes
     # Leave work in flight: a container running on B for a job requested by A.
     job = clients[0].submit(docker_job("sleep 600", selector={"zone": "b"}))
     execution = running_execution(clients[0], job["id"])
     stack.remember_pids()
     pids = set(stack.pids)
-    assert len(pids) >= 6  # 3 nodes + 3 kubo children (+ the restarted C's)
+    assert len(pids) >= 8  # 4 nodes + 4 kubo children (+ the restarted ones)
     started = time.monotonic()
     stack.stop()
     print(f"devstack stopped in {time.monotonic() - started:.1f}s")

@@ -18,6 +18,11 @@ def test_outputs_volume_is_always_present():
     assert [(o.name, o.path) for o in spec.outputs] == [("outputs", "/outputs"), ("apples", "/output_folder")]
 
 
+def test_a_named_volume_at_outputs_replaces_the_default():
+    spec = load_spec(docker_spec(outputs=[{"name": "results", "path": "/outputs"}]))
+    assert [(o.name, o.path) for o in spec.outputs] == [("results", "/outputs")]
+
+
 def test_yaml_round_trip_keeps_the_spec():
     spec = load_spec(docker_spec(inputs=[{"source": "ipfs", "cid": CID, "path": "/inputs/file.txt"}]))
     assert load_spec(dump_spec_yaml(spec)) == spec
