@@ -112,7 +112,7 @@ def wait_terminal(client: APIClient, job: dict, timeout: float = 120.0) -> dict:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise RuntimeError(f"job {job['id']} still {job['state']} after {timeout:g}s")
-        job = client.wait(job["id"], job["updated_at"], min(remaining, 30.0))
+        job = client.wait(job["id"], job["updated_at"], min(remaining, 30.0), terminal=True)
     return job
 
 

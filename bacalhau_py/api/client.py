@@ -91,11 +91,15 @@ class APIClient:
     def get_job(self, job_id: str) -> dict[str, Any]:
         return self._json("GET", f"/jobs/{job_id}")
 
-    def wait(self, job_id: str, since: str | None, timeout: float) -> dict[str, Any]:
-        """The job once it changed after `since` (its `updated_at`), or after `timeout` seconds."""
+    def wait(self, job_id: str, since: str | None, timeout: float, *, terminal: bool = False) -> dict[str, Any]:
+        """The job once it changed after `since` (its `updated_at`), or after `timeout` seconds.
+
+        With `terminal`, only once it is finished (or at `timeout`): one request, not one per change."""
         params: dict[str, Any] = {"timeout": timeout}
         if since:
             params["since"] = since
+        if terminal:
+            params["terminal"] = "true"
         return self._json("GET", f"/jobs/{job_id}/wait", params=params, timeout=timeout + 15)
 
     def cancel(self, job_id: str) -> dict[str, Any]:

@@ -178,7 +178,8 @@ def wait_for_job(client, job: dict[str, Any], timeout: float, *, quiet: bool) ->
                     f"job {job['id']} is still {job['state']} after {timeout:g} s (--wait-timeout-secs);"
                     f" it keeps running: see 'bacalhau describe {job['id']}'"
                 )
-            job = client.wait(job["id"], job["updated_at"], min(remaining, 30.0))
+            # Quiet: no progress to show, so ask only for the end (one request).
+            job = client.wait(job["id"], job["updated_at"], min(remaining, 30.0), terminal=quiet)
     if job["state"] != "Completed":
         raise JobNotCompleted(f"job {job['id']} {job['state']}: {_reason(job)}")
     return job

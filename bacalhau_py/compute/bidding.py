@@ -11,6 +11,13 @@ from bacalhau_py.storage.base import StorageProvider
 
 
 @dataclass(frozen=True)
+class Refusal:
+    reason: str
+    retry: bool = False
+    """The node could take the job later (it is busy now); the requester may ask again."""
+
+
+@dataclass(frozen=True)
 class BidPolicy:
     labels: dict[str, str]
     data_locality: Literal["local", "anywhere"] = "anywhere"
@@ -31,23 +38,25 @@ class BidStrategy:
         self.engines = engines
         self.storages = storages
 
-    async def refusal(self, spec: JobSpec) -> str | None:
-        """None if the node will bid, else why not (one line)."""
+    async def refusal(self, spec: JobSpec) -> Refusal | None:
+        """None if the node will bid, else why not (one line) and whether to ask again later."""
         engine = spec.task.engine.value
         if engine not in self.engines:
-            return f"engine {engine} is not installed on this node"
+            return Refusal(f"engine {engine} is not installed on this node")
         for key, value in spec.selector.items():
             if self.policy.labels.get(key) != value:
-                return f"node labels do not match selector {key}={value}"
+                return Refusal(f"node labels do not match selector {key}={value}")
         for source in spec.inputs:
             if source.source not in self.storages:
-                return f"input source {source.source} is not available on this node"
-        reason = self.capacity.why_not(Capacity.needed_by(spec.resources))
+                return Refusal(f"input source {source.source} is not available on this node")
+        need = Capacity.needed_by(spec.resources)
+        reason = self.capacity.why_never(need)
         if reason:
-            return reason
+            return Refusal(reason)
         if self.policy.data_locality == "local":
             ipfs = self.storages.get("ipfs")
             for source in spec.inputs:
                 if source.source == "ipfs" and not (ipfs and await ipfs.has_locally(source)):
-                    return f"input {source.cid} is not on this node (data locality: local)"
-        return None
+                    return Refusal(f"input {source.cid} is not on this node (data locality: local)")
+        reason = self.capacity.why_not_now(need)
+        return Refusal(reason, retry=True) if reason else None

@@ -43,7 +43,8 @@ class Capacity:
         return Capacity(self.cpu - other.cpu, self.memory - other.memory, self.gpu - other.gpu)
 
     def describe(self) -> str:
-        return f"cpu={self.cpu:g} memory={self.memory >> 20}MiB gpu={self.gpu}"
+        # round(): free capacity is a difference of floats (2.0 - 20 * 0.1).
+        return f"cpu={round(self.cpu, 3):g} memory={self.memory >> 20}MiB gpu={self.gpu}"
 
 
 ZERO = Capacity(0.0, 0, 0)
@@ -73,19 +74,23 @@ class CapacityTracker:
     def running(self) -> int:
         return len(self._reserved)
 
-    def why_not(self, need: Capacity) -> str | None:
-        """None if `need` can be reserved now, else the reason."""
-        # Without a per-job limit, say "total" (the limit the operator set).
-        if self._per_job_limited and not need.fits_in(self.per_job):
+    def why_never(self, need: Capacity) -> str | None:
+        """Why this node could never run a job needing `need` (over its limits), else None."""
+        if not need.fits_in(self.per_job):
             return f"job needs {need.describe()}, over this node's per-job limit {self.per_job.describe()}"
         if not need.fits_in(self.total):
             return f"job needs {need.describe()}, over this node's total {self.total.describe()}"
+        return None
+
+    def why_not_now(self, need: Capacity) -> str | None:
+        """Why `need` cannot be reserved at this moment (the node is busy), else None."""
         if not need.fits_in(self.free):
             return f"node is busy: job needs {need.describe()}, free {self.free.describe()}"
         return None
 
     def reserve(self, key: str, need: Capacity) -> str | None:
-        reason = self.why_not(need)
+        """Reserve `need` under `key`; None on success, else why not."""
+        reason = self.why_never(need) or self.why_not_now(need)
         if reason is None:
             self._reserved[key] = need
         return reason

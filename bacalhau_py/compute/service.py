@@ -17,7 +17,7 @@ from pathlib import Path
 
 import trio
 
-from bacalhau_py.compute.bidding import BidStrategy
+from bacalhau_py.compute.bidding import BidStrategy, Refusal
 from bacalhau_py.compute.capacity import Capacity, CapacityTracker
 from bacalhau_py.concurrency import run_all
 from bacalhau_py.errors import BacalhauError, NotFound
@@ -104,11 +104,15 @@ class ComputeService:
             return BidReply(execution_id=message.execution_id, accepted=True)
         if self._stopping is not None:
             return BidReply(execution_id=message.execution_id, accepted=False, reason=self._stopping)
-        reason = await self.strategy.refusal(message.spec)
-        if reason is None:
+        refusal = await self.strategy.refusal(message.spec)
+        if refusal is None:
             reason = self.capacity.reserve(message.execution_id, Capacity.needed_by(message.spec.resources))
-        if reason is not None:
-            return BidReply(execution_id=message.execution_id, accepted=False, reason=reason)
+            # Another bid may have taken the capacity while the strategy awaited.
+            refusal = Refusal(reason, retry=True) if reason else None
+        if refusal is not None:
+            return BidReply(
+                execution_id=message.execution_id, accepted=False, reason=refusal.reason, retry=refusal.retry
+            )
         self._executions[message.execution_id] = _Execution(
             requester_id=sender,
             job_id=message.job_id,

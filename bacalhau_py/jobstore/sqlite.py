@@ -147,6 +147,16 @@ class JobStore:
 
         return await self._update(job_id, change)
 
+    async def note(self, job_id: str, message: str) -> Job:
+        """Add a line to the job's history without changing its state (e.g. queued)."""
+
+        def change(job: Job, at) -> Job:
+            if job.state.terminal:
+                return job
+            return job.model_copy(update={"events": [*job.events, Event(at=at, message=message)]})
+
+        return await self._update(job_id, change)
+
     async def add_execution(self, job_id: str, execution_id: str, node_id: str) -> Job:
         def change(job: Job, at) -> Job:
             execution = Execution(

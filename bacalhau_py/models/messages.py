@@ -71,6 +71,8 @@ class BidReply(_Message):
     execution_id: str
     accepted: bool
     reason: str = ""
+    retry: bool = False
+    """A refusal for now only (the node is busy): the requester may ask again."""
 
 
 class BidDecision(_Message):

@@ -41,6 +41,10 @@ log = logging.getLogger("bacalhau_py.requester")
 
 E = ExecutionState
 
+# A job whose nodes are all busy is asked for again after these delays (growing).
+QUEUE_RETRY_FIRST = 0.25
+QUEUE_RETRY_MAX = 2.0
+
 
 @dataclass(frozen=True)
 class RequesterTimeouts:
@@ -189,34 +193,32 @@ class RequesterService:
         except BacalhauError as error:
             log.warning("job %s: announce failed: %s", job.id, error)
 
-        send, receive = trio.open_memory_channel[tuple[str, str, BidReply | None, str]](math.inf)
-        assert self._nursery is not None
-        async with send:
-            for peer_id in candidates:
-                self._nursery.start_soon(self._ask, peer_id, job, send.clone())
-        bids: list[tuple[str, str]] = []
-        refusals: list[str] = []
-        unread: list[tuple[str, str]] = []
-        try:
-            with trio.move_on_after(self.timeouts.bid):
-                async for peer_id, execution_id, reply, error in receive:
-                    if reply is not None and reply.accepted:
-                        bids.append((peer_id, execution_id))
-                        if len(bids) >= needed:
-                            break
-                    else:
-                        refusals.append(f"{_short(peer_id)}: {reply.reason if reply else error}")
-            # Bids that arrived but were not read are rejected with the extras;
-            # later ones find the channel closed and are rejected by `_ask`.
-            unread = _close_bidding(receive)
-
-            if len(bids) < needed:
+        delay = QUEUE_RETRY_FIRST
+        while True:
+            bids, refusals, busy, unread, receive = await self._bid_round(job, candidates, needed)
+            try:
+                if len(bids) >= needed:
+                    break
                 await self._reject(job, bids + unread, "not enough bids")
+                bids, unread = [], []
+                if busy:
+                    # Every node that could run it is busy: the job waits,
+                    # visibly, until one has room or the job's deadline passes.
+                    if delay == QUEUE_RETRY_FIRST:
+                        await self.store.note(job.id, "queued: " + "; ".join(refusals))
+                    await trio.sleep(delay)
+                    delay = min(delay * 1.5, QUEUE_RETRY_MAX)
+                    continue
                 why = "; ".join(refusals) or f"no reply within {self.timeouts.bid:g}s"
                 got = f"{len(bids)} of {needed} needed bids" if bids else "no node bid for the job"
                 await self._fail(job.id, f"{got}: {why}")
                 return False
+            except BaseException:
+                with trio.CancelScope(shield=True), trio.move_on_after(5):
+                    await self._reject(job, bids + unread + _close_bidding(receive), "the job was cancelled")
+                raise
 
+        try:
             accepted, extra = bids[: spec.deal.concurrency], bids[spec.deal.concurrency :]
             await self._reject(job, extra + unread, "enough bids were accepted")
             for peer_id, execution_id in accepted:
@@ -245,6 +247,37 @@ class RequesterService:
             for peer_id, execution_id in accepted:
                 nursery.start_soon(accept, peer_id, execution_id)
         return True
+
+    async def _bid_round(self, job: Job, candidates: list[str], needed: int):
+        """Ask every candidate once; return (bids, refusals, busy, unread, channel).
+
+        `busy` is true when a node refused only for now (no free capacity).
+        """
+        send, receive = trio.open_memory_channel[tuple[str, str, BidReply | None, str]](math.inf)
+        assert self._nursery is not None
+        async with send:
+            for peer_id in candidates:
+                self._nursery.start_soon(self._ask, peer_id, job, send.clone())
+        bids: list[tuple[str, str]] = []
+        refusals: list[str] = []
+        busy = False
+        try:
+            with trio.move_on_after(self.timeouts.bid):
+                async for peer_id, execution_id, reply, error in receive:
+                    if reply is not None and reply.accepted:
+                        bids.append((peer_id, execution_id))
+                        if len(bids) >= needed:
+                            break
+                    else:
+                        busy = busy or (reply is not None and reply.retry)
+                        refusals.append(f"{_short(peer_id)}: {reply.reason if reply else error}")
+        except BaseException:
+            with trio.CancelScope(shield=True), trio.move_on_after(5):
+                await self._reject(job, bids + _close_bidding(receive), "the job was cancelled")
+            raise
+        # Bids that arrived but were not read are rejected with the extras;
+        # later ones find the channel closed and are rejected by `_ask`.
+        return bids, refusals, busy, _close_bidding(receive), receive
 
     async def _ask(self, peer_id: str, job: Job, send: trio.MemorySendChannel) -> None:
         execution_id = str(uuid.uuid4())

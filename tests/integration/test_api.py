@@ -159,3 +159,14 @@ async def test_node_nodes_and_version(client, node):
     assert [n["peer_id"] for n in await call(client.nodes)] == [node.peer_id]
     version = await call(client.version)
     assert version["peer_id"] == node.peer_id and version["version"]
+
+
+async def test_wait_for_terminal_is_one_long_poll(client):
+    job = await call(client.submit, docker_spec("sh", "-c", "sleep 0.5; echo done"))
+    # `since` is the JSON updated_at ("...Z") as a client has it: a real long poll, ending at the end.
+    done = await call(client.wait, job["id"], job["updated_at"], 60, terminal=True)
+    assert done["state"] == "Completed", done
+    # Already finished: answered at once, whatever `since` says.
+    with trio.fail_after(5):
+        again = await call(client.wait, job["id"], done["updated_at"], 30)
+    assert again["state"] == "Completed"

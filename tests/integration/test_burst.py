@@ -33,7 +33,7 @@ def _until_terminal(client: APIClient, job: dict, timeout: float = 120.0) -> dic
     deadline = time.monotonic() + timeout
     while job["state"] not in TERMINAL:
         assert time.monotonic() < deadline, f"job {job['id']} still {job['state']} after {timeout:g}s"
-        job = client.wait(job["id"], job["updated_at"], 10.0)
+        job = client.wait(job["id"], job["updated_at"], 10.0, terminal=True)
     return job
 
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import base64
 import json
-import logging
 import socket
 import sqlite3
 import threading
@@ -63,7 +62,7 @@ class StackThread:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.nodes: list[DevNode] = []
-        self.pids: set[int] = set()
+        self.processes: dict[int, psutil.Process] = {}
         self.error: BaseException | None = None
         self._ready = threading.Event()
         self._token: trio.lowlevel.TrioToken | None = None
@@ -97,11 +96,16 @@ class StackThread:
             await self._stop.wait()
 
     def remember_pids(self) -> None:
-        """Every process of the stack so far: node processes and their children (kubo)."""
+        """Every process of the stack so far: node processes and their children (kubo).
+
+        Kept as `psutil.Process` objects: they know their start time, so a pid
+        that another process reuses later does not count as ours.
+        """
         for node in self.nodes:
-            self.pids.add(node.process.pid)
             try:
-                self.pids |= {p.pid for p in psutil.Process(node.process.pid).children(recursive=True)}
+                root = psutil.Process(node.process.pid)
+                for process in [root, *root.children(recursive=True)]:
+                    self.processes.setdefault(process.pid, process)
             except psutil.NoSuchProcess:
                 pass
 
@@ -177,6 +181,18 @@ def containers_of(execution_ids: list[str]) -> list[str]:
         return found
     finally:
         engine.close()
+
+
+def alive(process: psutil.Process) -> bool:
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def log_tail(node: DevNode, lines: int = 40) -> str:
+    """The end of a node's log, for assertion messages."""
+    return "\n".join((node.repo / "node.log").read_text(errors="replace").splitlines()[-lines:])
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
@@ -453,7 +469,8 @@ def test_sigterm_while_running_removes_the_container_and_a_restart_keeps_identit
         # And one it requested that runs on B.
         remote = client_c.submit(docker_job("sleep 600", selector={"zone": "b"}))
         remote_execution = running_execution(client_c, remote["id"])
-        old_peer_id, old_pid = c.peer_id, c.process.pid
+        old_peer_id, old_process = c.peer_id, psutil.Process(c.process.pid)
+        old_children = old_process.children(recursive=True)
     finally:
         client_c.close()
 
@@ -462,11 +479,11 @@ def test_sigterm_while_running_removes_the_container_and_a_restart_keeps_identit
     c.process.send_signal(15)
     stack.call(c.process.wait)
     print(f"node C stopped in {time.monotonic() - started:.1f}s (exit {c.process.returncode})")
-    assert c.process.returncode == 0
-    assert not containers_of([execution["id"]])
+    assert c.process.returncode == 0, log_tail(c)
+    assert not containers_of([execution["id"]]), log_tail(c)
     # The container it asked B to run stops too: nobody would get its result.
-    wait_for(lambda: not containers_of([remote_execution["id"]]), 5, "C's remote container on B is removed")
-    assert not psutil.pid_exists(old_pid) or psutil.Process(old_pid).status() == psutil.STATUS_ZOMBIE
+    wait_for(lambda: not containers_of([remote_execution["id"]]), 10, "C's remote container on B is removed")
+    assert not alive(old_process) and old_children and not any(alive(p) for p in old_children)
 
     # Its store is consistent: it opens, and every job reads back whole.
     db = sqlite3.connect(c.repo / "jobs.sqlite")
@@ -485,7 +502,7 @@ def test_sigterm_while_running_removes_the_container_and_a_restart_keeps_identit
     # Jobs it was requesting failed as it stopped, saying why.
     for job_id in (sleeping["id"], remote["id"]):
         interrupted = jobs[job_id]
-        assert interrupted.state.value == "Failed", interrupted
+        assert interrupted.state.value == "Failed", (interrupted, log_tail(c))
         assert "node stopped" in interrupted.message, interrupted.message
         assert [e.state.value for e in interrupted.executions] == ["Failed"]
         assert all(e.result_cid is None for e in interrupted.executions)
@@ -519,12 +536,12 @@ def test_devstack_shutdown_leaves_no_process_and_no_container(stack, clients):
     job = clients[0].submit(docker_job("sleep 600", selector={"zone": "b"}))
     execution = running_execution(clients[0], job["id"])
     stack.remember_pids()
-    pids = set(stack.pids)
-    assert len(pids) >= 8  # 4 nodes + 4 kubo children (+ the restarted ones)
+    processes = list(stack.processes.values())
+    assert len(processes) >= 8  # 4 nodes + 4 kubo children (+ the restarted ones)
     started = time.monotonic()
     stack.stop()
     print(f"devstack stopped in {time.monotonic() - started:.1f}s")
-    alive = [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
-    assert alive == [], [psutil.Process(p).cmdline() for p in alive]
+    left = [p for p in processes if alive(p)]
+    assert left == [], [p.cmdline() for p in left]
     assert all(n.process.returncode == 0 for n in stack.nodes), [n.process.returncode for n in stack.nodes]
     assert not containers_of([execution["id"]])
