@@ -8,6 +8,7 @@ each update goes through the transition table and appends a history event.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 from collections.abc import Callable
@@ -27,6 +28,8 @@ from bacalhau_py.models import (
     advance_job,
 )
 from bacalhau_py.models.job import now
+
+log = logging.getLogger("bacalhau_py.jobs")
 
 MIN_PREFIX = 8
 # Finished jobs are dropped from memory past this many cached jobs; they are
@@ -243,6 +246,13 @@ class JobStore:
 
         await self._run(write)
         self._cache[job.id] = job
+        event = job.events[-1]
+        # One structured log line per event of a job's history.
+        log.info(
+            "job=%s state=%s execution=%s node=%s execution_state=%s %s",
+            job.id, job.state.value, event.execution_id or "-", event.node_id or "-",
+            event.execution_state.value if event.execution_state else "-", event.message,
+        )
         if len(self._cache) > CACHE_SIZE:
             for cached_id in [i for i, j in self._cache.items() if j.state.terminal]:
                 del self._cache[cached_id]
