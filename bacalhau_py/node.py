@@ -251,9 +251,19 @@ class Node:
     async def _learn(self, info: NodeInfo) -> None:
         if info.peer_id == self.peer_id:
             return
-        if not self.directory.update(info):
+        previous = next((n for n in self.directory.all() if n.peer_id == info.peer_id), None)
+        self.directory.update(info)
+        # A known node that restarted comes back on new ports: dial those too,
+        # or requests to it keep trying its old address.
+        if previous is not None and (previous.addresses, previous.ipfs_addresses) == (
+            info.addresses,
+            info.ipfs_addresses,
+        ):
             return
-        log.info("discovered node %s (%s)", info.peer_id, ",".join(info.node_types))
+        if previous is None:
+            log.info("discovered node %s (%s)", info.peer_id, ",".join(info.node_types))
+        else:
+            log.info("node %s is back on new addresses", info.peer_id)
         for address in info.addresses:
             try:
                 await self.transport.connect(address)

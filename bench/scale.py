@@ -54,6 +54,12 @@ def _memory_mb(pid: int) -> dict[str, float]:
     }
 
 
+def _cpu_seconds(pid: int) -> float:
+    """CPU time used so far by a node and its kubo child."""
+    process = psutil.Process(pid)
+    return sum(sum(p.cpu_times()[:2]) for p in [process, *process.children(recursive=True)])
+
+
 def _jobs(node, size: int) -> tuple[list[float], list[float], list[str]]:
     """(seconds to all bids, seconds to Completed, failures) over JOBS jobs."""
     bids, totals, failures = [], [], []
@@ -78,7 +84,9 @@ async def run(ctx) -> list[Result]:
         async with stack(f"scale{size}", size, labelled=False) as nodes:
             started = time.perf_counter() - began
             bids, totals, failures = await in_thread(_jobs, nodes[0], size)
+            before = [_cpu_seconds(node.process.pid) for node in nodes]
             await trio.sleep(IDLE_SECONDS)
+            idle_cpu = [(_cpu_seconds(node.process.pid) - b) / IDLE_SECONDS * 100 for node, b in zip(nodes, before)]
             memory = [_memory_mb(node.process.pid) for node in nodes]
         bid_ms = ms(median(bids)) if bids else float("nan")
         rows.append(Result(
@@ -102,6 +110,11 @@ async def run(ctx) -> list[Result]:
             samples=[round(t, 1) for t in total_rss],
             command="python -m bench scale  # psutil RSS/PSS/USS of each node process and its kubo child",
             extra={key: round(median([m[key] for m in memory]), 1)
-                   for key in ("pss", "uss", "node_rss", "kubo_rss")} | {"max_rss": round(max(total_rss), 1)},
+                   for key in ("pss", "uss", "node_rss", "kubo_rss")} | {
+                "max_rss": round(max(total_rss), 1),
+                # An idle network is not free: N nodes' background work shares 2 cores.
+                "idle_cpu_percent_per_node": round(median(idle_cpu), 1),
+                "idle_cpu_percent_all_nodes": round(sum(idle_cpu), 1),
+            },
         ))
     return rows

@@ -19,14 +19,15 @@ What a job gets
   folder>``: whatever a crash left behind is found by `cleanup_containers`,
   which removes only this node's containers (a devstack's nodes share one
   engine).
-- stdout and stderr in ``result_dir/stdout`` and ``result_dir/stderr``, read
-  from the engine's log after exit and each cut at `MAX_LOG_BYTES`.
+- stdout and stderr in ``result_dir/stdout`` and ``result_dir/stderr``,
+  followed from the engine's log while the container runs (so `logs -f`
+  sees them grow) and each cut at `MAX_LOG_BYTES`.
 
 The container runs as the image's user (root for most images), so files in
 the outputs belong to root. Forcing the node's uid would break images that
 expect their own user or write to their home, and the node runs as root here.
 
-Lifecycle: create, start, wait, read logs, remove. The container is removed
+Lifecycle: create, start, follow logs while waiting, remove. The container is removed
 whatever happens (exit, error, cancellation); on cancellation (the job's
 timeout or a user's cancel, as the runner's trio cancel scope) it is killed
 and removed inside a shielded scope and then `Cancelled` propagates.
@@ -63,7 +64,7 @@ API_TIMEOUT = 30.0
 PULL_TIMEOUT = 20.0
 """Longest wait for a pull of a missing image (no registry: it fails at once)."""
 LOG_TIMEOUT = 120.0
-"""Longest wait to copy both logs out of the engine (up to 2 x MAX_LOG_BYTES)."""
+"""Longest wait, after the container exits, to finish copying its logs (up to 2 x MAX_LOG_BYTES)."""
 CLEANUP_TIMEOUT = 20.0
 WAIT_POLL = 30
 """`wait` is a long poll: it returns at exit; this only bounds each request."""
@@ -106,7 +107,8 @@ def _copy_log(stream: Any, path: Path, limit: int) -> int:
     """Write the first `limit` bytes of a log stream to `path`; return bytes dropped."""
     kept = dropped = 0
     try:
-        with open(path, "wb") as out:
+        # Unbuffered: a follower (`logs -f`) sees each chunk as it arrives.
+        with open(path, "wb", buffering=0) as out:
             for chunk in stream:
                 room = limit - kept
                 if room <= 0:
@@ -197,7 +199,12 @@ class DockerExecutor:
                 abandon=False, **self._create_options(execution),
             )
             await self._call(container.start, doing="start the container")
-            status = await self._wait(container)
+            async with trio.open_nursery() as nursery:
+                for name in ("stdout", "stderr"):
+                    nursery.start_soon(self._follow_log, container, name, execution.result_dir)
+                status = await self._wait(container)
+                # The live copies are for `logs -f` only; the copy below is the result.
+                nursery.cancel_scope.cancel()
             exit_code = int(status.get("StatusCode", -1))
             await self._call(container.reload, doing="inspect the container")
             message = ""
@@ -291,15 +298,31 @@ class DockerExecutor:
                     continue
                 raise _translate(error, "wait for the container") from None
 
+    async def _follow_log(self, container: Any, name: str, result_dir: Path) -> None:
+        """Best effort, while the container runs: copy one stream into `result_dir/name`.
+
+        This lets `logs -f` show output as it is written. A stream followed
+        right after start can miss output of a container that exits at once,
+        so `_copy_logs` writes the final files after the exit.
+        """
+
+        def follow() -> None:
+            stream = container.logs(stdout=name == "stdout", stderr=name == "stderr", stream=True, follow=True)
+            _copy_log(stream, result_dir / f".{name}.live", self.max_log_bytes)
+
+        try:
+            await trio.to_thread.run_sync(follow, abandon_on_cancel=True)
+        except _SDK_ERRORS:
+            pass  # the final copy reports real errors
+
     def _copy_logs(self, container: Any, result_dir: Path) -> str:
         """(In a thread.) Copy stdout and stderr out separately; name any that were cut."""
         cut = []
         for name in ("stdout", "stderr"):
-            stream = container.logs(
-                stdout=name == "stdout", stderr=name == "stderr", stream=True, follow=False
-            )
+            stream = container.logs(stdout=name == "stdout", stderr=name == "stderr", stream=True, follow=False)
             if _copy_log(stream, result_dir / name, self.max_log_bytes):
                 cut.append(name)
+            (result_dir / f".{name}.live").unlink(missing_ok=True)
         return " and ".join(cut)
 
     async def _remove(self, container: Any) -> None:

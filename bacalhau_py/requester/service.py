@@ -261,9 +261,11 @@ class RequesterService:
         bids: list[tuple[str, str]] = []
         refusals: list[str] = []
         busy = False
+        silent = set(candidates)
         try:
             with trio.move_on_after(self.timeouts.bid):
                 async for peer_id, execution_id, reply, error in receive:
+                    silent.discard(peer_id)
                     if reply is not None and reply.accepted:
                         bids.append((peer_id, execution_id))
                         if len(bids) >= needed:
@@ -275,6 +277,9 @@ class RequesterService:
             with trio.CancelScope(shield=True), trio.move_on_after(5):
                 await self._reject(job, bids + _close_bidding(receive), "the job was cancelled")
             raise
+        if len(bids) < needed:
+            # Name the nodes that did not answer in time, too.
+            refusals += [f"{_short(p)}: no reply within {self.timeouts.bid:g}s" for p in sorted(silent)]
         # Bids that arrived but were not read are rejected with the extras;
         # later ones find the channel closed and are rejected by `_ask`.
         return bids, refusals, busy, _close_bidding(receive), receive

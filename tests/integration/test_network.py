@@ -255,17 +255,26 @@ def test_a_job_submitted_to_a_full_node_runs_on_another(stack, clients):
     job = run_job(clients[0], docker_job("echo small", resources={"memory": "20Mb"}, selector={"zone": "a"}))
     assert job["state"] == "Completed", job["message"]
     assert job["executions"][0]["node_id"] == a.peer_id
-    # A busy node refuses visibly, and a job it cannot take goes elsewhere.
+    # A busy node: a job that can run elsewhere does; one that only it can
+    # take waits, visibly queued, and runs once the node has room again.
     sleeper = clients[0].submit(docker_job("sleep 600", resources={"memory": "40Mb"}, selector={"zone": "a"}))
     running_execution(clients[0], sleeper["id"])
     own = clients[0].node_info()
     assert own["free_memory"] == 10 << 20 and own["running"] == 1, own
-    refused = run_job(clients[0], docker_job("echo no room", resources={"memory": "20Mb"}, selector={"zone": "a"}))
-    assert refused["state"] == "Failed" and "busy" in refused["message"], refused["message"]
     job = run_job(clients[0], docker_job("echo elsewhere", resources={"memory": "20Mb"}))
     assert job["state"] == "Completed", job["message"]
     assert job["executions"][0]["node_id"] in {b.peer_id, c.peer_id}
+    queued = clients[0].submit(docker_job("echo my turn", resources={"memory": "20Mb"}, selector={"zone": "a"}))
+    wait_for(
+        lambda: any("queued" in e["message"] and "busy" in e["message"] for e in clients[0].get_job(queued["id"])["events"]),
+        10, "the job is queued, saying the node is busy",
+    )
+    assert clients[0].get_job(queued["id"])["state"] == "Pending"
     assert clients[0].cancel(sleeper["id"])["state"] == "Cancelled"
+    job = wait_until_state(clients[0], queued["id"], TERMINAL, 20)
+    assert job["state"] == "Completed", job["message"]
+    assert job["executions"][0]["node_id"] == a.peer_id
+    assert stdout_of(clients[0], queued["id"]) == "my turn\n"
     wait_for(lambda: clients[0].node_info()["free_memory"] == 50 << 20, 10, "A's capacity is released")
 
 

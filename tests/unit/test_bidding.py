@@ -186,6 +186,7 @@ async def test_silent_nodes_fail_the_job_after_the_bid_timeout(network):
     job = await wait_terminal(store, (await requester.submit(JobSpec.model_validate(SPEC))).id)
     assert 0.9 < trio.current_time() - start < 3
     assert job.state.value == "Failed" and "no node bid" in job.message, job.message
+    assert "slow: no reply within 1s" in job.message, job.message  # the silent node is named
 
 
 async def test_a_cancel_during_bidding_releases_every_bid(network):
