@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -34,6 +35,7 @@ from bacalhau_py.models.messages import (
     CancelExecution,
     ExecutionUpdate,
     FetchResult,
+    FollowLogs,
     JobAnnounce,
     Message,
     NodeInfo,
@@ -44,7 +46,7 @@ from bacalhau_py.models.messages import (
 from bacalhau_py.publisher import PUBLISHERS
 from bacalhau_py.requester.results import ResultFetcher
 from bacalhau_py.requester.service import RequesterService, RequesterTimeouts
-from bacalhau_py.results import STDERR, STDOUT
+from bacalhau_py.results import STDERR, STDOUT, decode_log_frames
 from bacalhau_py.storage import STORAGES
 from bacalhau_py.transport.base import Transport
 
@@ -348,10 +350,18 @@ class Node:
                 log.info("dropped gossip %s from %s", message.kind, sender)
 
     async def on_stream_request(self, sender: str, message: Message) -> AsyncIterator[bytes]:
-        if not isinstance(message, FetchResult) or self.compute is None:
-            raise InvalidMessage(f"unexpected stream request {message.kind}")
-        async for chunk in self.compute.result_stream(sender, message.execution_id):
-            yield chunk
+        if self.compute is None:
+            raise InvalidMessage(f"unexpected stream request {message.kind}: this node is not a compute node")
+        match message:
+            case FetchResult():
+                stream = self.compute.result_stream(sender, message.execution_id)
+            case FollowLogs():
+                stream = self.compute.log_stream(sender, message.execution_id)
+            case _:
+                raise InvalidMessage(f"unexpected stream request {message.kind}")
+        async with aclosing(stream):
+            async for chunk in stream:
+                yield chunk
 
     # -- NodeService (the HTTP API) ---------------------------------------------
 
@@ -386,17 +396,36 @@ class Node:
 
     async def logs(self, job_id: str, follow: bool) -> AsyncIterator[tuple[str, bytes]]:
         job = await self.store.get(job_id)
-        while follow and not job.state.terminal:
-            changed = self.store.changed(job.id)
+        if follow:
+            execution = await self._first_active_execution(job.id)
+            if execution is not None:
+                # Live: the compute node streams the output as the program writes it.
+                buffer = bytearray()
+                stream = self.transport.request_stream(execution.node_id, FollowLogs(execution_id=execution.id))
+                async with aclosing(stream):
+                    async for chunk in stream:
+                        buffer += chunk
+                        for item in decode_log_frames(buffer):
+                            yield item
+                return
             job = await self.store.get(job.id)
-            if not job.state.terminal:
-                await changed.wait()
-                job = await self.store.get(job.id)
         folder = await self.result_fetcher.folder_of(job)
         for name in (STDOUT, STDERR):
             data = await trio.to_thread.run_sync((folder / name).read_bytes)
             if data:
                 yield name, data
+
+    async def _first_active_execution(self, job_id: str):
+        """Wait until an execution of the job is running (or the job is over: None)."""
+        while True:
+            changed = self.store.changed(job_id)
+            job = await self.store.get(job_id)
+            if job.state.terminal:
+                return None
+            active = [e for e in job.executions if e.state.active]
+            if active:
+                return active[0]
+            await changed.wait()
 
     async def results(self, job_id: str) -> AsyncIterator[bytes]:
         job = await self.store.get(job_id)

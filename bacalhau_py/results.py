@@ -9,12 +9,36 @@ from __future__ import annotations
 
 import hashlib
 import os
+import struct
+from collections.abc import Iterator
 from pathlib import Path
 
 STDOUT = "stdout"
 STDERR = "stderr"
 EXIT_CODE = "exitCode"
 RAW = "raw"
+
+
+LOG_STREAMS = (STDOUT, STDERR)
+_FRAME = struct.Struct(">BI")
+
+
+def encode_log_frame(stream: str, data: bytes) -> bytes:
+    """One chunk of a followed log: stream index, length, bytes."""
+    return _FRAME.pack(LOG_STREAMS.index(stream), len(data)) + data
+
+
+def decode_log_frames(buffer: bytearray) -> Iterator[tuple[str, bytes]]:
+    """Take every complete frame off the front of `buffer`."""
+    while len(buffer) >= _FRAME.size:
+        index, length = _FRAME.unpack_from(buffer)
+        if index >= len(LOG_STREAMS):
+            raise ValueError(f"log frame for unknown stream {index}")
+        if len(buffer) < _FRAME.size + length:
+            return
+        data = bytes(buffer[_FRAME.size : _FRAME.size + length])
+        del buffer[: _FRAME.size + length]
+        yield LOG_STREAMS[index], data
 
 
 def write_exit_code(result_dir: Path, exit_code: int) -> None:

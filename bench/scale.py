@@ -16,6 +16,8 @@ from datetime import datetime
 import psutil
 import trio
 
+from bacalhau_py.errors import BacalhauError
+
 from bench.common import Result, client_of, in_thread, median, ms, noop_spec, stack, wait_terminal
 
 NAME = "scale"
@@ -81,13 +83,20 @@ async def run(ctx) -> list[Result]:
     rows = []
     for size in SIZES:
         began = time.perf_counter()
-        async with stack(f"scale{size}", size, labelled=False) as nodes:
-            started = time.perf_counter() - began
-            bids, totals, failures = await in_thread(_jobs, nodes[0], size)
-            before = [_cpu_seconds(node.process.pid) for node in nodes]
-            await trio.sleep(IDLE_SECONDS)
-            idle_cpu = [(_cpu_seconds(node.process.pid) - b) / IDLE_SECONDS * 100 for node, b in zip(nodes, before)]
-            memory = [_memory_mb(node.process.pid) for node in nodes]
+        try:
+            async with stack(f"scale{size}", size, labelled=False) as nodes:
+                started = time.perf_counter() - began
+                bids, totals, failures = await in_thread(_jobs, nodes[0], size)
+                before = [_cpu_seconds(node.process.pid) for node in nodes]
+                await trio.sleep(IDLE_SECONDS)
+                idle_cpu = [(_cpu_seconds(n.process.pid) - b) / IDLE_SECONDS * 100 for n, b in zip(nodes, before)]
+                memory = [_memory_mb(node.process.pid) for node in nodes]
+        except BacalhauError as error:
+            # A stack that cannot start on this machine is a result too: keep the other size's rows.
+            rows.append(Result(name=f"scale {size} nodes: devstack start", median=float("nan"),
+                               target="starts", met=False, command="python -m bench scale",
+                               extra={"error": str(error), "after_s": round(time.perf_counter() - began, 1)}))
+            continue
         bid_ms = ms(median(bids)) if bids else float("nan")
         rows.append(Result(
             name=f"scale {size} nodes: announce -> all {size} bids",

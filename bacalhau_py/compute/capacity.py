@@ -76,10 +76,10 @@ class CapacityTracker:
 
     def why_never(self, need: Capacity) -> str | None:
         """Why this node could never run a job needing `need` (over its limits), else None."""
-        if not need.fits_in(self.per_job):
-            return f"job needs {need.describe()}, over this node's per-job limit {self.per_job.describe()}"
         if not need.fits_in(self.total):
             return f"job needs {need.describe()}, over this node's total {self.total.describe()}"
+        if not need.fits_in(self.per_job):
+            return f"job needs {need.describe()}, over this node's per-job limit {self.per_job.describe()}"
         return None
 
     def why_not_now(self, need: Capacity) -> str | None:

@@ -11,7 +11,7 @@ import logging
 import secrets
 import shutil
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
@@ -34,7 +34,7 @@ from bacalhau_py.models.messages import (
     ResultProposal,
 )
 from bacalhau_py.publisher.base import Publisher
-from bacalhau_py.results import commitment, content_hash, write_exit_code
+from bacalhau_py.results import LOG_STREAMS, commitment, content_hash, encode_log_frame, write_exit_code
 from bacalhau_py.storage.base import StorageProvider
 from bacalhau_py.transport.base import Transport
 from bacalhau_py import tarstream
@@ -44,6 +44,8 @@ log = logging.getLogger("bacalhau_py.compute")
 # A bid holds capacity until the requester decides; a requester that never
 # answers must not hold it forever.
 BID_HOLD_SECONDS = 60.0
+# How often a followed log is checked for new output.
+LOG_POLL_SECONDS = 0.2
 # How long a stopping node tries to tell a requester that it stopped an execution.
 STOP_REPORT_TIMEOUT = 2.0
 
@@ -60,8 +62,8 @@ class _Execution:
     salt: str | None = None
     stop_reason: str | None = None
     """Set when this node stops the execution itself (shutting down): reported to the requester."""
-    done: trio.Event | None = None
-    """Set when its `_run` task has ended (container removed)."""
+    done: trio.Event = field(default_factory=trio.Event)
+    """Set when its `_run` task has ended (container removed), or when it is dropped unrun."""
 
 
 class ComputeService:
@@ -131,7 +133,6 @@ class ComputeService:
             return Ack(ok=False, message=self._stopping)
         if execution.scope is None:
             execution.scope = trio.CancelScope()
-            execution.done = trio.Event()
             assert self._nursery is not None
             self._nursery.start_soon(self._run, message.execution_id, execution)
         return Ack()
@@ -160,6 +161,33 @@ class ComputeService:
         async for chunk in tarstream.stream_folder(execution.result_dir):
             yield chunk
 
+    async def log_stream(self, sender: str, execution_id: str) -> AsyncIterator[bytes]:
+        """stdout and stderr as framed chunks while the execution runs, to its end.
+
+        Executors write the files as the program runs (docker into `.NAME.live`
+        until the final copy); what was sent is always a prefix of the final
+        file, so one offset per stream carries across that switch.
+        """
+        execution = self._own(sender, execution_id)
+        result_dir = self.work_dir / "executions" / execution_id / "result"
+        offsets = dict.fromkeys(LOG_STREAMS, 0)
+        while True:
+            finished = execution.done.is_set()
+            sent = False
+            for name in LOG_STREAMS:
+                live = result_dir / f".{name}.live"
+                path = live if not finished and live.exists() else result_dir / name
+                chunk = await trio.to_thread.run_sync(_read_from, path, offsets[name])
+                if chunk:
+                    offsets[name] += len(chunk)
+                    sent = True
+                    yield encode_log_frame(name, chunk)
+            if finished and not sent:
+                return
+            if not finished and not sent:
+                with trio.move_on_after(LOG_POLL_SECONDS):
+                    await execution.done.wait()
+
     async def stop_all(self, reason: str) -> None:
         """Stop taking work, stop every running execution and tell its requester why.
 
@@ -170,7 +198,7 @@ class ComputeService:
         self._stopping = reason
         stopped = []
         for execution in list(self._executions.values()):
-            if execution.scope is not None and execution.done is not None and not execution.done.is_set():
+            if execution.scope is not None and not execution.done.is_set():
                 execution.stop_reason = reason
                 execution.scope.cancel()
                 stopped.append(execution.done)
@@ -180,7 +208,6 @@ class ComputeService:
     # -- running ---------------------------------------------------------------
 
     async def _run(self, execution_id: str, execution: _Execution) -> None:
-        assert execution.done is not None
         try:
             await self._run_once(execution_id, execution)
         finally:
@@ -319,6 +346,8 @@ class ComputeService:
         # for their reveal or (local publisher) their result folder.
         if execution is None or execution.result_dir is None:
             self._executions.pop(execution_id, None)
+        if execution is not None and execution.scope is None:
+            execution.done.set()  # dropped before it ran: nobody may wait on it
 
     def _release_stale_bids(self) -> None:
         now = trio.current_time()
@@ -328,6 +357,15 @@ class ComputeService:
 
     def running(self) -> int:
         return sum(1 for e in self._executions.values() if e.scope is not None and e.result_dir is None)
+
+
+def _read_from(path: Path, offset: int) -> bytes:
+    try:
+        with path.open("rb") as handle:
+            handle.seek(offset)
+            return handle.read(1 << 20)
+    except FileNotFoundError:
+        return b""
 
 
 def _falsify(result_dir: Path) -> None:

@@ -187,11 +187,19 @@ async def _read_line(process: trio.Process) -> str:
 async def _wait_until_meshed(nodes: list[DevNode]) -> None:
     """Every node lists every node (itself included) in /api/v1/nodes."""
     want = {n.peer_id for n in nodes}
+    # The nodes start together on the same cores: a 20-node stack on 2 cores
+    # needed 68 s to mesh (bench/scale.py), so allow more time per node.
+    timeout = START_TIMEOUT + 2.0 * len(nodes)
     async with httpx.AsyncClient(timeout=5.0) as client:
-        with trio.fail_after(START_TIMEOUT):
-            for node in nodes:
-                while True:
-                    response = await client.get(f"{node.api}/api/v1/nodes")
-                    if response.status_code == 200 and want <= {n["peer_id"] for n in response.json()["nodes"]}:
-                        break
-                    await trio.sleep(0.2)
+        try:
+            with trio.fail_after(timeout):
+                for node in nodes:
+                    while True:
+                        response = await client.get(f"{node.api}/api/v1/nodes")
+                        if response.status_code == 200 and want <= {n["peer_id"] for n in response.json()["nodes"]}:
+                            break
+                        await trio.sleep(0.2)
+        except trio.TooSlowError:
+            raise BacalhauError(
+                f"the {len(nodes)} nodes did not all know each other within {timeout:g}s; see their node.log"
+            ) from None

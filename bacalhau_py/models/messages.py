@@ -137,6 +137,13 @@ class FetchResult(_Message):
     execution_id: str
 
 
+class FollowLogs(_Message):
+    """Requester -> compute: stream the execution's stdout/stderr as it runs (framed chunks)."""
+
+    kind: Literal["follow_logs"] = "follow_logs"
+    execution_id: str
+
+
 Message = Annotated[
     Union[
         Ack,
@@ -152,6 +159,7 @@ Message = Annotated[
         Reveal,
         CancelExecution,
         FetchResult,
+        FollowLogs,
     ],
     Field(discriminator="kind"),
 ]
