@@ -406,23 +406,31 @@ class Libp2pTransport:
         assert scope.cancelled_caught
         raise TransportError(f"request {message.kind} to self: no reply within {timeout:g}s")
 
-    async def _on_request_stream(self, stream: Any) -> None:
-        handler = self._handler
+    async def _accept(self, stream: Any, what: str) -> tuple[str, str, Message] | None:
+        """Read and verify an inbound stream's request: (remote, sender, message), or None if dropped."""
         try:
             remote = _remote_peer(stream)
         except Exception:  # noqa: BLE001 - a stream without a connection: nothing to do
             await _reset_quietly(stream)
-            return
+            return None
         try:
             with trio.fail_after(INBOUND_READ_TIMEOUT):
                 sender, message = await _read_request(stream, remote)
         except (TransportError, trio.TooSlowError) as e:
-            log.warning("dropped request stream from %s: %s", remote, _reason(e))
+            log.warning("dropped %s from %s: %s", what, remote, _reason(e))
             await _reset_quietly(stream)
-            return
-        if handler is None:
+            return None
+        if self._handler is None:
             await _reset_quietly(stream)
+            return None
+        return remote, sender, message
+
+    async def _on_request_stream(self, stream: Any) -> None:
+        handler = self._handler
+        accepted = await self._accept(stream, "request stream")
+        if accepted is None:
             return
+        remote, sender, message = accepted
         reply = await _call_handler(handler, sender, message)
         try:
             with trio.fail_after(WRITE_TIMEOUT), _libp2p_errors(f"reply to {remote}"):
@@ -508,21 +516,10 @@ class Libp2pTransport:
 
     async def _on_stream_stream(self, stream: Any) -> None:
         handler = self._handler
-        try:
-            remote = _remote_peer(stream)
-        except Exception:  # noqa: BLE001
-            await _reset_quietly(stream)
+        accepted = await self._accept(stream, "stream request")
+        if accepted is None:
             return
-        try:
-            with trio.fail_after(INBOUND_READ_TIMEOUT):
-                sender, message = await _read_request(stream, remote)
-        except (TransportError, trio.TooSlowError) as e:
-            log.warning("dropped stream request from %s: %s", remote, _reason(e))
-            await _reset_quietly(stream)
-            return
-        if handler is None:
-            await _reset_quietly(stream)
-            return
+        remote, sender, message = accepted
 
         async def send(frame: bytes) -> None:
             with trio.fail_after(WRITE_TIMEOUT), _libp2p_errors(f"stream to {remote}"):
