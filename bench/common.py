@@ -85,8 +85,16 @@ def fresh_dir(name: str) -> Path:
 async def stack(name: str, nodes: int = 3, *, labelled: bool = True) -> AsyncIterator[list[DevNode]]:
     """A fresh devstack under .state/bench/NAME; node i has label `node=i` (to place jobs)."""
     args = [["--labels", f"node={i}"] for i in range(nodes)] if labelled else None
-    async with devstack(fresh_dir(name), nodes, node_args=args) as started:
-        yield started
+    root = fresh_dir(name)
+    try:
+        async with devstack(root, nodes, node_args=args) as started:
+            yield started
+    finally:
+        # The data benchmark leaves GBs in the nodes' IPFS blocks, result
+        # caches and execution folders; keep the logs and job stores (for a
+        # post-mortem), drop the data.
+        for data in [*root.glob("node-*/ipfs/blocks"), *root.glob("node-*/work")]:
+            shutil.rmtree(data, ignore_errors=True)
 
 
 def client_of(node: DevNode, timeout: float = 60.0) -> APIClient:

@@ -128,6 +128,8 @@ async def run(ctx) -> list[Result]:
             raise RuntimeError(f"get produced {size} bytes, expected {SIZE}")
         await in_thread(run_command, ["rm", "-rf", str(dest)])
 
+    # 1.2 GB of random data and two kubo repos: nothing worth keeping.
+    await in_thread(run_command, ["rm", "-rf", str(work)])
     base = ms(median(raw))
     prep_ms, cold, warm = ms(median(prep)), ms(gets[0]), ms(median(gets[1:]))
     return [
