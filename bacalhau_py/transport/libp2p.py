@@ -164,6 +164,21 @@ async def _close_quietly(stream: Any) -> None:
             pass
 
 
+def _interface_ipv4s() -> list[str]:
+    """This machine's IPv4 addresses, non-loopback first (others dial those)."""
+    import socket
+
+    import psutil
+
+    ips = [
+        a.address
+        for addrs in psutil.net_if_addrs().values()
+        for a in addrs
+        if a.family == socket.AF_INET
+    ]
+    return sorted(set(ips), key=lambda ip: (ip.startswith("127."), ip))
+
+
 def _local_copy(message: Message) -> Message:
     """Round-trip through JSON + schema so in-process dispatch sees what the wire would."""
     return MESSAGE.validate_json(MESSAGE.dump_json(message))
@@ -200,7 +215,16 @@ class Libp2pTransport:
     def addresses(self) -> list[str]:
         if self._host is None:
             return []
-        return [str(a) for a in self._host.get_addrs()]
+        addresses = []
+        for address in map(str, self._host.get_addrs()):
+            if address.startswith("/ip4/0.0.0.0/"):
+                # Listening on every interface: 0.0.0.0 cannot be dialled, so
+                # advertise each interface's own address instead.
+                rest = address.removeprefix("/ip4/0.0.0.0")
+                addresses += [f"/ip4/{ip}{rest}" for ip in _interface_ipv4s()]
+            else:
+                addresses.append(address)
+        return addresses
 
     def connected_peers(self) -> list[str]:
         if self._host is None:

@@ -273,3 +273,16 @@ async def test_bootstrap_connects_at_start(tmp_path):
             await nursery.start(b.serve, Recorder())
             await wait_until(lambda: a.peer_id in b.connected_peers())
             nursery.cancel_scope.cancel()
+
+
+async def test_a_node_listening_everywhere_advertises_dialable_addresses(tmp_path):
+    everywhere = Libp2pTransport(tmp_path / "vm", host="0.0.0.0")
+    async with trio.open_nursery() as nursery:
+        await nursery.start(everywhere.serve, Recorder())
+        assert everywhere.addresses and not any("/0.0.0.0/" in a for a in everywhere.addresses)
+        loopback = next(a for a in everywhere.addresses if a.startswith("/ip4/127.0.0.1/"))
+        async with running(tmp_path, "client") as nodes:
+            client, _ = nodes["client"]
+            assert await client.connect(loopback) == everywhere.peer_id
+            assert (await client.request(everywhere.peer_id, NodeInfoRequest(), timeout=10)).ok
+            nursery.cancel_scope.cancel()
