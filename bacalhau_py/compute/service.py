@@ -37,6 +37,7 @@ from bacalhau_py.publisher.base import Publisher
 from bacalhau_py.results import LOG_STREAMS, commitment, content_hash, encode_log_frame, write_exit_code
 from bacalhau_py.storage.base import StorageProvider
 from bacalhau_py.transport.base import Transport
+from bacalhau_py.verifier import VERIFIERS
 from bacalhau_py import tarstream
 
 log = logging.getLogger("bacalhau_py.compute")
@@ -219,10 +220,20 @@ class ComputeService:
         result_dir = folder / "result"
         proposal = None
         failure = None
-        assert execution.scope is not None
-        with execution.scope:
+        assert execution.scope is not None and self._nursery is not None
+        # Off the critical path: inputs are fetched while the requester hears
+        # that the run started; every later report waits for this one first.
+        running_reported = trio.Event()
+
+        async def report_running() -> None:
             try:
                 await self._update(execution_id, execution, ExecutionState.RUNNING)
+            finally:
+                running_reported.set()
+
+        self._nursery.start_soon(report_running)
+        with execution.scope:
+            try:
                 prepared = await self._prepare(execution_id, execution, folder, result_dir)
                 with trio.move_on_after(spec.timeout) as deadline:
                     result = await self.executors[spec.task.engine.value].run(prepared)
@@ -233,15 +244,18 @@ class ComputeService:
                     _falsify(result_dir)
                 cid = await self.publishers[spec.publisher].publish(execution_id, result_dir)
                 execution.result_dir = result_dir
-                execution.result_hash = await trio.to_thread.run_sync(content_hash, result_dir)
-                execution.salt = secrets.token_hex(16)
+                if VERIFIERS.load(spec.verifier).needs_result_hashes:
+                    execution.result_hash = await trio.to_thread.run_sync(content_hash, result_dir)
+                    execution.salt = secrets.token_hex(16)
                 proposal = ResultProposal(
                     job_id=execution.job_id,
                     execution_id=execution_id,
                     exit_code=result.exit_code,
                     result_cid=cid,
                     publisher=spec.publisher,
-                    commitment=commitment(execution_id, execution.salt, execution.result_hash),
+                    commitment=commitment(execution_id, execution.salt, execution.result_hash)
+                    if execution.result_hash
+                    else None,
                 )
             except BacalhauError as error:
                 failure = error.message
@@ -252,6 +266,8 @@ class ComputeService:
             finally:
                 self.capacity.release(execution_id)
                 await trio.to_thread.run_sync(shutil.rmtree, folder / "inputs", True)
+        with trio.CancelScope(shield=True):
+            await running_reported.wait()
         if execution.scope.cancelled_caught:
             log.info("execution %s cancelled%s", execution_id, f": {execution.stop_reason}" if execution.stop_reason else "")
             if execution.stop_reason is not None:

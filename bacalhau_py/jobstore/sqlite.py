@@ -12,6 +12,7 @@ import logging
 import sqlite3
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import trio
@@ -45,6 +46,89 @@ CREATE TABLE IF NOT EXISTS jobs (
 );
 CREATE INDEX IF NOT EXISTS jobs_created ON jobs (created_at);
 """
+
+
+@dataclass(frozen=True)
+class JobChange:
+    state: JobState
+    message: str = ""
+
+    def applied_to(self, job: Job, at) -> Job:
+        if job.state.terminal:
+            return job
+        advance_job(job.state, self.state)
+        event = Event(at=at, job_state=self.state, message=self.message)
+        return job.model_copy(
+            update={"state": self.state, "message": self.message or job.message, "events": [*job.events, event]}
+        )
+
+
+@dataclass(frozen=True)
+class Note:
+    message: str
+
+    def applied_to(self, job: Job, at) -> Job:
+        if job.state.terminal:
+            return job
+        return job.model_copy(update={"events": [*job.events, Event(at=at, message=self.message)]})
+
+
+@dataclass(frozen=True)
+class NewExecution:
+    execution_id: str
+    node_id: str
+
+    def applied_to(self, job: Job, at) -> Job:
+        execution = Execution(
+            id=self.execution_id,
+            job_id=job.id,
+            node_id=self.node_id,
+            state=ExecutionState.ASKED_FOR_BID,
+            created_at=at,
+            updated_at=at,
+        )
+        event = Event(
+            at=at, execution_id=self.execution_id, node_id=self.node_id, execution_state=ExecutionState.ASKED_FOR_BID
+        )
+        return job.model_copy(update={"executions": [*job.executions, execution], "events": [*job.events, event]})
+
+
+@dataclass(frozen=True)
+class ExecutionChange:
+    execution_id: str
+    state: ExecutionState
+    message: str = ""
+    fields: dict = field(default_factory=dict)
+    """exit_code, result_cid, result_hash, commitment, publisher."""
+
+    def applied_to(self, job: Job, at) -> Job:
+        executions = []
+        found = None
+        for execution in job.executions:
+            if execution.id == self.execution_id:
+                if execution.state.terminal:
+                    return job
+                advance_execution(execution.state, self.state)
+                found = execution.model_copy(
+                    update={
+                        "state": self.state,
+                        "message": self.message or execution.message,
+                        "updated_at": at,
+                        **self.fields,
+                    }
+                )
+                execution = found
+            executions.append(execution)
+        if found is None:
+            raise NotFound(f"execution {self.execution_id} of job {job.id} not found")
+        event = Event(
+            at=at, execution_id=self.execution_id, node_id=found.node_id, execution_state=self.state,
+            message=self.message,
+        )
+        return job.model_copy(update={"executions": executions, "events": [*job.events, event]})
+
+
+Change = JobChange | Note | NewExecution | ExecutionChange
 
 
 class JobStore:
@@ -130,95 +214,38 @@ class JobStore:
         )
         async with self._write:
             await self._save(job, insert=True)
+        _log_events(job, job.events)
         return job
 
     async def set_job_state(self, job_id: str, state: JobState, message: str = "") -> Job:
-        """Move the job to `state`. A job already finished stays as it is: late news
-        (a failure racing a user's cancel) is dropped, not an error."""
-        def change(job: Job, at) -> Job:
-            if job.state.terminal:
-                return job
-            advance_job(job.state, state)
-            event = Event(at=at, job_state=state, message=message)
-            return job.model_copy(
-                update={
-                    "state": state,
-                    "message": message or job.message,
-                    "events": [*job.events, event],
-                }
-            )
-
-        return await self._update(job_id, change)
+        return await self.apply(job_id, JobChange(state, message))
 
     async def note(self, job_id: str, message: str) -> Job:
         """Add a line to the job's history without changing its state (e.g. queued)."""
-
-        def change(job: Job, at) -> Job:
-            if job.state.terminal:
-                return job
-            return job.model_copy(update={"events": [*job.events, Event(at=at, message=message)]})
-
-        return await self._update(job_id, change)
+        return await self.apply(job_id, Note(message))
 
     async def add_execution(self, job_id: str, execution_id: str, node_id: str) -> Job:
-        def change(job: Job, at) -> Job:
-            execution = Execution(
-                id=execution_id,
-                job_id=job_id,
-                node_id=node_id,
-                state=ExecutionState.ASKED_FOR_BID,
-                created_at=at,
-                updated_at=at,
-            )
-            event = Event(
-                at=at,
-                execution_id=execution_id,
-                node_id=node_id,
-                execution_state=ExecutionState.ASKED_FOR_BID,
-            )
-            return job.model_copy(
-                update={"executions": [*job.executions, execution], "events": [*job.events, event]}
-            )
-
-        return await self._update(job_id, change)
+        return await self.apply(job_id, NewExecution(execution_id, node_id))
 
     async def set_execution_state(
         self, job_id: str, execution_id: str, state: ExecutionState, message: str = "", **fields
     ) -> Job:
-        """Move one execution to `state`; `fields` sets exit_code, result_cid, result_hash, ...
+        """Move one execution to `state`; `fields` sets exit_code, result_cid, result_hash, ..."""
+        return await self.apply(job_id, ExecutionChange(execution_id, state, message, fields))
 
-        As for jobs, an execution already finished stays as it is."""
+    async def apply(self, job_id: str, *changes: "Change") -> Job:
+        """Apply `changes` in order, in ONE write: the job is stored with all of them or none.
 
-        def change(job: Job, at) -> Job:
-            executions = []
-            found = None
-            for execution in job.executions:
-                if execution.id == execution_id:
-                    if execution.state.terminal:
-                        return job
-                    advance_execution(execution.state, state)
-                    found = execution.model_copy(
-                        update={
-                            "state": state,
-                            "message": message or execution.message,
-                            "updated_at": at,
-                            **fields,
-                        }
-                    )
-                    execution = found
-                executions.append(execution)
-            if found is None:
-                raise NotFound(f"execution {execution_id} of job {job_id} not found")
-            event = Event(
-                at=at,
-                execution_id=execution_id,
-                node_id=found.node_id,
-                execution_state=state,
-                message=message,
-            )
-            return job.model_copy(update={"executions": executions, "events": [*job.events, event]})
+        A job or execution already finished stays as it is: late news (a
+        failure racing a user's cancel) is dropped, not an error.
+        """
 
-        return await self._update(job_id, change)
+        def change_all(job: Job, at) -> Job:
+            for change in changes:
+                job = change.applied_to(job, at)
+            return job
+
+        return await self._update(job_id, change_all)
 
     async def _update(self, job_id: str, change: Callable[[Job, object], Job]) -> Job:
         async with self._write:
@@ -229,6 +256,7 @@ class JobStore:
                 return job
             updated = updated.model_copy(update={"updated_at": at})
             await self._save(updated, insert=False)
+        _log_events(updated, updated.events[len(job.events) :])
         return updated
 
     async def _save(self, job: Job, *, insert: bool) -> None:
@@ -246,13 +274,6 @@ class JobStore:
 
         await self._run(write)
         self._cache[job.id] = job
-        event = job.events[-1]
-        # One structured log line per event of a job's history.
-        log.info(
-            "job=%s state=%s execution=%s node=%s execution_state=%s %s",
-            job.id, job.state.value, event.execution_id or "-", event.node_id or "-",
-            event.execution_state.value if event.execution_state else "-", event.message,
-        )
         if len(self._cache) > CACHE_SIZE:
             for cached_id in [i for i, j in self._cache.items() if j.state.terminal]:
                 del self._cache[cached_id]
@@ -265,3 +286,13 @@ class JobStore:
                 return query(self._db)
 
         return await trio.to_thread.run_sync(locked)
+
+
+def _log_events(job: Job, events: list[Event]) -> None:
+    """One structured log line per event of a job's history."""
+    for event in events:
+        log.info(
+            "job=%s state=%s execution=%s node=%s execution_state=%s %s",
+            job.id, job.state.value, event.execution_id or "-", event.node_id or "-",
+            event.execution_state.value if event.execution_state else "-", event.message,
+        )

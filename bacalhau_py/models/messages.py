@@ -108,7 +108,8 @@ class ResultProposal(_Message):
     exit_code: int | None
     result_cid: str | None
     publisher: str
-    commitment: str
+    commitment: str | None
+    """None when the job's verifier does not compare result hashes (noop)."""
 
 
 class RevealRequest(_Message):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import random
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ import trio
 from bacalhau_py.directory import NodeDirectory
 from bacalhau_py.errors import BacalhauError, InvalidMessage, NotFound
 from bacalhau_py.jobstore import JobStore
+from bacalhau_py.jobstore.sqlite import ExecutionChange, JobChange, NewExecution
 from bacalhau_py.models import ExecutionState, Job, JobSpec, JobState
 from bacalhau_py.models.messages import (
     Ack,
@@ -44,6 +46,8 @@ E = ExecutionState
 # A job whose nodes are all busy is asked for again after these delays (growing).
 QUEUE_RETRY_FIRST = 0.25
 QUEUE_RETRY_MAX = 2.0
+# Nodes asked for a bid beyond the ones needed, in the first round.
+SPARE_BIDDERS = 1
 
 
 @dataclass(frozen=True)
@@ -194,13 +198,19 @@ class RequesterService:
             log.warning("job %s: announce failed: %s", job.id, error)
 
         delay = QUEUE_RETRY_FIRST
+        # Each node asked costs it and us a round trip: ask a few first, and
+        # everyone only when those few are not enough.
+        asking = random.sample(candidates, min(len(candidates), needed + SPARE_BIDDERS))
         while True:
-            bids, refusals, busy, unread, receive = await self._bid_round(job, candidates, needed)
+            bids, refusals, busy, unread, receive = await self._bid_round(job, asking, needed)
             try:
                 if len(bids) >= needed:
                     break
                 await self._reject(job, bids + unread, "not enough bids")
                 bids, unread = [], []
+                if len(asking) < len(candidates):
+                    asking = candidates
+                    continue
                 if busy:
                     # Every node that could run it is busy: the job waits,
                     # visibly, until one has room or the job's deadline passes.
@@ -220,10 +230,10 @@ class RequesterService:
 
         try:
             accepted, extra = bids[: spec.deal.concurrency], bids[spec.deal.concurrency :]
-            await self._reject(job, extra + unread, "enough bids were accepted")
+            changes = []
             for peer_id, execution_id in accepted:
-                await self.store.add_execution(job.id, execution_id, peer_id)
-                await self.store.set_execution_state(job.id, execution_id, E.BID_ACCEPTED)
+                changes += [NewExecution(execution_id, peer_id), ExecutionChange(execution_id, E.BID_ACCEPTED)]
+            await self.store.apply(job.id, *changes, JobChange(JobState.RUNNING))
         except BaseException:
             # Cancelled (by the user, or the node stopping) before any execution
             # started: every bidder holds capacity for this job; release it.
@@ -232,7 +242,8 @@ class RequesterService:
             with trio.CancelScope(shield=True), trio.move_on_after(5):
                 await self._reject(job, leftover, "the job was cancelled")
             raise
-        await self.store.set_job_state(job.id, JobState.RUNNING)
+        # Off the critical path: the surplus bidders release their capacity.
+        self._nursery.start_soon(self._reject, job, extra + unread, "enough bids were accepted")
 
         async def accept(peer_id: str, execution_id: str) -> None:
             decision = BidDecision(job_id=job.id, execution_id=execution_id, accepted=True)
@@ -333,43 +344,56 @@ class RequesterService:
             await self._fail(job_id, "every execution failed: " + ("; ".join(failures) or "no reason given"))
             return
 
-        proposals: list[Proposal] = []
-        for execution in proposed:
+        verifier = VERIFIERS.load(job.spec.verifier)()
+        revealed: dict[str, str | None] = {}
+
+        async def reveal(execution) -> None:
             try:
-                reveal = await self.transport.request(execution.node_id, RevealRequest(execution_id=execution.id))
-                if not isinstance(reveal, Reveal) or reveal.execution_id != execution.id:
-                    raise InvalidMessage("the node did not reveal its result hash")
-                if commitment(execution.id, reveal.salt, reveal.result_hash) != execution.commitment:
-                    raise InvalidMessage("the revealed hash does not match the node's commitment")
+                revealed[execution.id] = await self._reveal(execution)
             except BacalhauError as error:
                 await self.store.set_execution_state(job_id, execution.id, E.RESULT_REJECTED, error.message)
-                continue
-            proposals.append(
-                Proposal(
-                    execution_id=execution.id,
-                    node_id=execution.node_id,
-                    exit_code=execution.exit_code,
-                    result_cid=execution.result_cid,
-                    publisher=execution.publisher or job.spec.publisher,
-                    result_hash=reveal.result_hash,
-                )
-            )
 
-        verifier = VERIFIERS.load(job.spec.verifier)()
+        if verifier.needs_result_hashes:
+            async with trio.open_nursery() as nursery:
+                for execution in proposed:
+                    nursery.start_soon(reveal, execution)
+        else:
+            revealed = dict.fromkeys(e.id for e in proposed)
+        proposals = [
+            Proposal(
+                execution_id=execution.id,
+                node_id=execution.node_id,
+                exit_code=execution.exit_code,
+                result_cid=execution.result_cid,
+                publisher=execution.publisher or job.spec.publisher,
+                result_hash=revealed[execution.id],
+            )
+            for execution in proposed
+            if execution.id in revealed
+        ]
         verdict = await verifier.verify(job.spec, proposals, self.results)
         hashes = {p.execution_id: p.result_hash for p in proposals}
-        for execution_id, state in [
-            *((i, E.RESULT_ACCEPTED) for i in sorted(verdict.accepted)),
-            *((i, E.RESULT_REJECTED) for i in sorted(verdict.rejected)),
-        ]:
-            reason = "" if state is E.RESULT_ACCEPTED else (verdict.message or "result rejected by the verifier")
-            await self.store.set_execution_state(
-                job_id, execution_id, state, reason, result_hash=hashes[execution_id]
-            )
+        rejection = verdict.message or "result rejected by the verifier"
+        changes = [
+            *(ExecutionChange(i, E.RESULT_ACCEPTED, "", {"result_hash": hashes[i]}) for i in sorted(verdict.accepted)),
+            *(ExecutionChange(i, E.RESULT_REJECTED, rejection, {"result_hash": hashes[i]}) for i in sorted(verdict.rejected)),
+        ]
         if verdict.accepted:
-            await self.store.set_job_state(job_id, JobState.COMPLETED)
+            await self.store.apply(job_id, *changes, JobChange(JobState.COMPLETED))
         else:
+            await self.store.apply(job_id, *changes)
             await self._fail(job_id, verdict.message or "no result was accepted by the verifier")
+
+    async def _reveal(self, execution) -> str:
+        """Ask the node for the hash it committed to; check it against the commitment."""
+        reveal = await self.transport.request(execution.node_id, RevealRequest(execution_id=execution.id))
+        if not isinstance(reveal, Reveal) or reveal.execution_id != execution.id:
+            raise InvalidMessage("the node did not reveal its result hash")
+        if execution.commitment is None or (
+            commitment(execution.id, reveal.salt, reveal.result_hash) != execution.commitment
+        ):
+            raise InvalidMessage("the revealed hash does not match the node's commitment")
+        return reveal.result_hash
 
     async def _stop_executions(self, job: Job, reason: str) -> None:
         """Tell compute nodes to stop, and close every unfinished execution record."""

@@ -18,7 +18,8 @@ class Proposal:
     exit_code: int | None
     result_cid: str | None
     publisher: str
-    result_hash: str
+    result_hash: str | None
+    """None when the verifier does not need hashes (then no reveal round is run)."""
 
 
 @dataclass(frozen=True)
@@ -35,5 +36,8 @@ class ResultReader(Protocol):
 
 
 class Verifier(Protocol):
+    needs_result_hashes: bool
+    """Whether compute nodes hash their results and commit to the hash (commit, then reveal)."""
+
     async def verify(self, spec: JobSpec, proposals: list[Proposal], results: ResultReader) -> Verdict:
         """Split proposals into accepted and rejected execution IDs."""

@@ -15,6 +15,7 @@ from bacalhau_py.verifier.base import Proposal, ResultReader, Verdict
 
 
 class DeterministicVerifier:
+    needs_result_hashes = True
     async def verify(self, spec: JobSpec, proposals: list[Proposal], results: ResultReader) -> Verdict:
         everyone = frozenset(p.execution_id for p in proposals)
         if len(proposals) < 2:

@@ -11,6 +11,7 @@ from bacalhau_py.verifier.base import Proposal, ResultReader, Verdict
 
 
 class IPFSVerifier:
+    needs_result_hashes = True
     async def verify(self, spec: JobSpec, proposals: list[Proposal], results: ResultReader) -> Verdict:
         accepted: set[str] = set()
         reasons: list[str] = []

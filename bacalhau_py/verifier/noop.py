@@ -7,5 +7,6 @@ from bacalhau_py.verifier.base import Proposal, ResultReader, Verdict
 
 
 class NoopVerifier:
+    needs_result_hashes = False
     async def verify(self, spec: JobSpec, proposals: list[Proposal], results: ResultReader) -> Verdict:
         return Verdict(accepted=frozenset(p.execution_id for p in proposals), rejected=frozenset())

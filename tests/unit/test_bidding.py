@@ -27,7 +27,7 @@ from bacalhau_py.models.messages import (
     RevealRequest,
 )
 from bacalhau_py.models.states import ExecutionState
-from bacalhau_py.requester.service import RequesterService, RequesterTimeouts
+from bacalhau_py.requester.service import SPARE_BIDDERS, RequesterService, RequesterTimeouts
 from bacalhau_py.results import commitment
 from bacalhau_py.transport import MemoryNetwork, MemoryTransport
 
@@ -163,8 +163,20 @@ async def test_concurrency_accepts_that_many_distinct_nodes_and_rejects_the_rest
     await trio.sleep(0.1)  # late bids are rejected in the background
     accepted = [d for c in computes for d in c.decisions if d.accepted]
     rejected = [d for c in computes for d in c.decisions if not d.accepted]
-    assert len(accepted) == 2 and len(rejected) == 2
+    # Only concurrency + SPARE_BIDDERS nodes were asked; the spare one is rejected.
+    assert len(accepted) == 2 and len(rejected) == SPARE_BIDDERS
     assert all(not c.reserved for c in computes)  # nobody holds capacity for the job
+
+
+async def test_when_the_first_nodes_asked_refuse_everyone_is_asked(network):
+    requester, store, add_compute = network
+    for i in range(3):
+        await add_compute(f"r{i}", refuse="node labels do not match selector zone=x")
+    willing = await add_compute("willing")
+    for _ in range(5):  # whichever nodes the random first round picks
+        job = await wait_terminal(store, (await requester.submit(JobSpec.model_validate(SPEC))).id)
+        assert job.state.value == "Completed", job.message
+        assert [e.node_id for e in job.executions] == [willing.peer_id]
 
 
 async def test_no_bids_fails_at_once_with_every_reason(network):
