@@ -8,6 +8,7 @@ instance before the task ends.
 from __future__ import annotations
 
 import logging
+import os
 import secrets
 import shutil
 from collections.abc import AsyncIterator
@@ -298,6 +299,7 @@ class ComputeService:
             dest = inputs_dir / str(index)
             dest.mkdir()
             path = await self.storages[source.source].prepare(source, dest)
+            await trio.to_thread.run_sync(_normalise_times, path)
             mounts[index] = Mount(source=path, target=source.path, read_only=True)
 
         async def fetch_module() -> None:
@@ -373,6 +375,20 @@ class ComputeService:
 
     def running(self) -> int:
         return sum(1 for e in self._executions.values() if e.scope is not None and e.result_dir is None)
+
+
+# Inputs are fetched at different times on different nodes; a program that
+# looks at mtimes must still produce the same result everywhere.
+INPUT_MTIME = 0
+
+
+def _normalise_times(path: Path) -> None:
+    paths = [path]
+    if path.is_dir():
+        for dirpath, dirnames, filenames in os.walk(path):
+            paths += [Path(dirpath) / name for name in (*dirnames, *filenames)]
+    for each in paths:
+        os.utime(each, (INPUT_MTIME, INPUT_MTIME), follow_symlinks=False)
 
 
 def _read_from(path: Path, offset: int) -> bytes:

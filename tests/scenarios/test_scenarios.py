@@ -28,6 +28,9 @@ SCENARIOS = [
              docker(["sh", "-c", "cat /a/x /b/y > /outputs/both"],
                     inputs=[ipfs_input(0, "/a/x"), ipfs_input(1, "/b/y")]),
              inputs=(b"one\n", b"two\n"), outputs={"outputs/both": b"one\ntwo\n"}),
+    Scenario("inputs have normalised timestamps", docker(["stat", "-c", "%Y", "/data/sub/deep.txt", "/data/sub"],
+                                                        inputs=[ipfs_input(0, "/data")]),
+             inputs=({"sub/deep.txt": b"deep\n"},), stdout="0\n0\n"),
     Scenario("a folder CID",
              docker(["sh", "-c", "cd /data && find . -type f | sort && cat sub/deep.txt"],
                     inputs=[ipfs_input(0, "/data")]),
@@ -57,7 +60,9 @@ SCENARIOS = [
 def matrix_case(nodes: int, bad: int, confidence: int, accepted: int, rejected: int) -> Scenario:
     return Scenario(
         f"deterministic {nodes} nodes, {bad} bad, confidence {confidence}",
-        docker(["sh", "-c", "echo deterministic; wc -c /inputs/file.txt"], inputs=[ipfs_input(0, "/inputs/file.txt")],
+        # The input's mtime is printed too: honest nodes agree only if inputs are normalised.
+        docker(["sh", "-c", "echo deterministic; wc -c /inputs/file.txt; stat -c %Y /inputs/file.txt"],
+               inputs=[ipfs_input(0, "/inputs/file.txt")],
                verifier="deterministic", deal={"concurrency": nodes, "confidence": confidence}),
         stack=Stack(nodes=nodes, bad_actors=bad),
         inputs=(TEXT,),
