@@ -46,6 +46,13 @@ SCENARIOS = [
     Scenario("URL input", docker(["cat", "/inputs/remote.txt"],
                                  inputs=[{"source": "url", "url": "{http}/remote.txt", "path": "/inputs"}]),
              stdout="served over http\n"),
+    Scenario("local publisher: results fetched from the compute node",
+             docker(["sh", "-c", "echo kept local; echo x > /outputs/f"], publisher="local"),
+             stdout="kept local\n", outputs={"outputs/f": b"x\n"}),
+    Scenario("local publisher with 3 executions: raw folder per node",
+             docker(["echo", "three"], publisher="local", verifier="deterministic", deal={"concurrency": 3}),
+             stdout="three\n", verdicts=(3, 0),
+             check=lambda results, job: _raw_folders_match(results, job)),
     Scenario("wasm hello world", wasm(), wasm="hello", stdout="hello world\n"),
     Scenario("wasm env vars", wasm(["GREETING", "OTHER"], task={"env": {"GREETING": "hi"}}), wasm="env",
              stdout="GREETING=hi\nOTHER unset\n"),
@@ -70,6 +77,12 @@ def matrix_case(nodes: int, bad: int, confidence: int, accepted: int, rejected: 
         verdicts=(accepted, rejected),
         check=_no_bad_actor_accepted,
     )
+
+
+def _raw_folders_match(results, job):
+    assert {p.name for p in (results / "raw").iterdir()} == {e["node_id"] for e in job["executions"]}
+    for folder in (results / "raw").iterdir():
+        assert (folder / "stdout").read_text() == "three\n"
 
 
 def _no_bad_actor_accepted(results, job):
