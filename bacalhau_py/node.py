@@ -100,7 +100,7 @@ class Node:
         config = self.config
         repo = config.repo
         await trio.to_thread.run_sync(lambda: (repo / "work").mkdir(parents=True, exist_ok=True))
-        self.store = JobStore.open(repo / "jobs.sqlite")
+        self.store = await trio.to_thread.run_sync(JobStore.open, repo / "jobs.sqlite")
         try:
             async with trio.open_nursery() as nursery:
                 self.ipfs = await self._start_ipfs(nursery)

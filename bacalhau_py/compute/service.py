@@ -297,14 +297,14 @@ class ComputeService:
         async def fetch(index: int) -> None:
             source = spec.inputs[index]
             dest = inputs_dir / str(index)
-            dest.mkdir()
+            await trio.to_thread.run_sync(dest.mkdir)
             path = await self.storages[source.source].prepare(source, dest)
             await trio.to_thread.run_sync(_normalise_times, path)
             mounts[index] = Mount(source=path, target=source.path, read_only=True)
 
         async def fetch_module() -> None:
             dest = inputs_dir / "module"
-            dest.mkdir()
+            await trio.to_thread.run_sync(dest.mkdir)
             module.append(await self.storages[spec.task.module.source].prepare(spec.task.module, dest))
 
         fetches = [partial(fetch, index) for index in range(len(spec.inputs))]
@@ -312,11 +312,13 @@ class ComputeService:
             fetches.append(fetch_module)
         await run_all(fetches)
 
-        outputs = []
-        for output in spec.outputs:
-            path = result_dir / output.name
-            path.mkdir(parents=True, exist_ok=True)
-            outputs.append(Mount(source=path, target=output.path, read_only=False))
+        outputs = [Mount(source=result_dir / o.name, target=o.path, read_only=False) for o in spec.outputs]
+
+        def make_output_folders() -> None:
+            for mount in outputs:
+                mount.source.mkdir(parents=True, exist_ok=True)
+
+        await trio.to_thread.run_sync(make_output_folders)
         return PreparedExecution(
             execution_id=execution_id,
             job_id=execution.job_id,

@@ -6,6 +6,7 @@ import shutil
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from contextlib import aclosing
+from functools import partial
 from pathlib import Path
 
 import trio
@@ -34,23 +35,23 @@ class ResultFetcher:
     async def fetch(self, execution_id: str, node_id: str, result_cid: str | None, publisher: str) -> Path:
         final = self.cache_dir / execution_id
         async with self._locks[execution_id]:
-            if final.exists():
+            if await trio.to_thread.run_sync(final.exists):
                 return final
-            partial = self.cache_dir / f".{execution_id}.partial"
-            await trio.to_thread.run_sync(shutil.rmtree, partial, True)
+            partial_dir = self.cache_dir / f".{execution_id}.partial"
+            await trio.to_thread.run_sync(shutil.rmtree, partial_dir, True)
             if publisher == "local":
                 stream = self.transport.request_stream(node_id, FetchResult(execution_id=execution_id))
                 async with aclosing(stream):
                     with trio.move_on_after(self.timeout) as waited:
-                        await tarstream.extract(stream, partial)
+                        await tarstream.extract(stream, partial_dir)
                 if waited.cancelled_caught:
                     raise StorageError(f"the result of execution {execution_id} did not arrive within {self.timeout:g}s")
             else:
                 if result_cid is None:
                     raise NotFound(f"execution {execution_id} published no result CID")
-                partial.parent.mkdir(parents=True, exist_ok=True)
-                await self.ipfs.get(result_cid, partial, timeout=self.timeout)
-            partial.rename(final)
+                await trio.to_thread.run_sync(partial(Path.mkdir, partial_dir.parent, parents=True, exist_ok=True))
+                await self.ipfs.get(result_cid, partial_dir, timeout=self.timeout)
+            await trio.to_thread.run_sync(partial_dir.rename, final)
         return final
 
     async def folder_of(self, job: Job) -> Path:
