@@ -164,6 +164,40 @@ async def _close_quietly(stream: Any) -> None:
             pass
 
 
+async def _with_retries(attempt_once, what: str, timeout: float):
+    """Run `attempt_once` until it succeeds, with backoff, all within `timeout`.
+
+    A peer that answered with garbage (InvalidMessage) is not asked again:
+    resending the same request will not help.
+    """
+    deadline = trio.current_time() + timeout
+    delay = RETRY_BASE_DELAY
+    last: TransportError | None = None
+    for attempt in range(1, RETRY_ATTEMPTS + 1):
+        remaining = deadline - trio.current_time()
+        if remaining <= 0:
+            break
+        try:
+            with trio.fail_after(remaining):
+                return await attempt_once()
+        except trio.TooSlowError:
+            last = TransportError(f"no reply within {timeout:g}s")
+            break
+        except InvalidMessage:
+            raise
+        except TransportError as e:
+            last = e
+            log.debug("%s: attempt %d failed: %s", what, attempt, e)
+        if attempt == RETRY_ATTEMPTS:
+            break
+        pause = min(delay * (1 + random.random() * 0.2), deadline - trio.current_time())
+        if pause <= 0:
+            break
+        await trio.sleep(pause)
+        delay = min(delay * 2, RETRY_MAX_DELAY)
+    raise TransportError(f"{what} failed after retries: {last}")
+
+
 def _interface_ipv4s() -> list[str]:
     """This machine's IPv4 addresses, non-loopback first (others dial those)."""
     import socket
@@ -379,32 +413,9 @@ class Libp2pTransport:
             return await self._request_self(message, timeout)
         host = self._require_host()
         body = seal(message, self._key_pair)
-        deadline = trio.current_time() + timeout
-        delay = RETRY_BASE_DELAY
-        last: TransportError | None = None
-        for attempt in range(1, RETRY_ATTEMPTS + 1):
-            remaining = deadline - trio.current_time()
-            if remaining <= 0:
-                break
-            try:
-                with trio.fail_after(remaining):
-                    return await self._request_once(host, peer_id, body)
-            except trio.TooSlowError:
-                last = TransportError(f"request {message.kind} to {peer_id}: no reply within {timeout:g}s")
-                break
-            except InvalidMessage:
-                raise  # the peer answered with garbage; resending will not help
-            except TransportError as e:
-                last = e
-                log.debug("request %s to %s attempt %d failed: %s", message.kind, peer_id, attempt, e)
-            if attempt == RETRY_ATTEMPTS:
-                break
-            pause = min(delay * (1 + random.random() * 0.2), deadline - trio.current_time())
-            if pause <= 0:
-                break
-            await trio.sleep(pause)
-            delay = min(delay * 2, RETRY_MAX_DELAY)
-        raise TransportError(f"request {message.kind} to {peer_id} failed after retries: {last}")
+        return await _with_retries(
+            lambda: self._request_once(host, peer_id, body), f"request {message.kind} to {peer_id}", timeout
+        )
 
     async def _request_once(self, host: Any, peer_id: str, body: bytes) -> Message:
         await self._dial(host, peer_id, CONNECT_TIMEOUT)
@@ -506,37 +517,19 @@ class Libp2pTransport:
     async def _open_bulk(self, host: Any, peer_id: str, body: bytes, kind: str, timeout: float) -> Any:
         # Retry only the opening: once chunks flow, a failure is reported,
         # because replaying half a byte stream is the caller's decision.
-        deadline = trio.current_time() + timeout
-        delay = RETRY_BASE_DELAY
-        last: Exception | None = None
-        for attempt in range(1, RETRY_ATTEMPTS + 1):
-            remaining = deadline - trio.current_time()
-            if remaining <= 0:
-                break
+        async def open_once() -> Any:
+            await self._dial(host, peer_id, CONNECT_TIMEOUT)
+            with _libp2p_errors(f"stream to {peer_id}"):
+                stream = await host.new_stream(ID.from_base58(peer_id), [STREAM_PROTOCOL])
             try:
-                with trio.fail_after(remaining):
-                    await self._dial(host, peer_id, CONNECT_TIMEOUT)
-                    with _libp2p_errors(f"stream to {peer_id}"):
-                        stream = await host.new_stream(ID.from_base58(peer_id), [STREAM_PROTOCOL])
-                    try:
-                        with _libp2p_errors(f"stream request to {peer_id}"):
-                            await stream.write(encode_frame(body))
-                    except BaseException:
-                        await _reset_quietly(stream)
-                        raise
-                    return stream
-            except trio.TooSlowError:
-                last = TransportError(f"no stream within {timeout:g}s")
-                break
-            except InvalidMessage:
+                with _libp2p_errors(f"stream request to {peer_id}"):
+                    await stream.write(encode_frame(body))
+            except BaseException:
+                await _reset_quietly(stream)
                 raise
-            except TransportError as e:
-                last = e
-            if attempt == RETRY_ATTEMPTS:
-                break
-            await trio.sleep(max(0.0, min(delay, deadline - trio.current_time())))
-            delay = min(delay * 2, RETRY_MAX_DELAY)
-        raise TransportError(f"stream request {kind} to {peer_id} failed after retries: {last}")
+            return stream
+
+        return await _with_retries(open_once, f"stream request {kind} to {peer_id}", timeout)
 
     async def _on_stream_stream(self, stream: Any) -> None:
         handler = self._handler
