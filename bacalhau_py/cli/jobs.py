@@ -52,7 +52,7 @@ def _command(task: dict[str, Any]) -> str:
         head = [task["image"], *(task.get("entrypoint") or [])]
     else:
         module = task["module"]
-        head = [module.get("cid") or f"<inline {module['source']} module>"]
+        head = [module.get("cid") or module["path"].lstrip("/")]
     return shlex.join([*head, *task.get("command", [])])
 
 

@@ -107,7 +107,8 @@ def _module_source(module: str, *, dry_run: bool) -> dict[str, Any]:
     if path.is_file():
         size = path.stat().st_size
         if size <= MAX_INLINE_BYTES:
-            return InputSource.inline(path.read_bytes(), _MODULE_PATH).model_dump(mode="json")
+            # Its own name: the program's argv[0], and what `list` shows.
+            return InputSource.inline(path.read_bytes(), f"/{path.name}").model_dump(mode="json")
         if dry_run:
             # Nothing may reach the node in a dry run: show the CID it would get.
             from bacalhau_py.ipfs.cid import bytes_cid

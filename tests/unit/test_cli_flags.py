@@ -109,6 +109,8 @@ def test_wasm_run_inlines_a_small_local_module(capsys, tmp_path):
     task = spec["task"]
     assert task["engine"] == "wasm" and task["image"] is None
     assert task["module"]["source"] == "inline" and task["module"]["content"] == "AGFzbQEAAAA="
+    # The module keeps its name: it is the program's argv[0].
+    assert task["module"]["path"] == "/prog.wasm"
     assert (task["command"], task["entry_point"], task["env"]) == (["x", "-v"], "main", {"A": "1"})
 
 
