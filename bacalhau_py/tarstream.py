@@ -15,6 +15,7 @@ from pathlib import Path
 import outcome
 import trio
 
+from bacalhau_py import safetar
 from bacalhau_py.errors import StorageError
 
 CHUNK = 1 << 20
@@ -96,7 +97,7 @@ async def extract(chunks: AsyncIterable[bytes], dest: Path) -> Path:
             spool.seek(0)
             try:
                 with tarfile.open(fileobj=spool, mode="r:") as archive:
-                    archive.extractall(dest, filter="data")
+                    safetar.extract_all(archive, dest)
             except (tarfile.TarError, OSError) as error:
                 raise StorageError(f"received a broken or unsafe archive: {error}") from None
 

@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from bacalhau_py import errors
+from bacalhau_py import errors, safetar
 from bacalhau_py.errors import BacalhauError, NodeUnreachable, NotFound, UserInputError
 
 PREFIX = "/api/v1"
@@ -266,9 +266,9 @@ def extract(chunks: Iterable[bytes], dest: Path) -> list[str]:
     try:
         # Stream mode ("r|"): read once, front to back, never held whole.
         with tarfile.open(fileobj=_ChunkReader(chunks), mode="r|*") as archive:
-            archive.extractall(dest, filter="data")
-    except tarfile.FilterError as error:
-        raise BacalhauError(f"the node sent an unsafe archive member {error.tarinfo.name!r}: {error}") from None
+            safetar.extract_all(archive, dest)
+    except (safetar.UnsafeMember, getattr(tarfile, "FilterError", safetar.UnsafeMember)) as error:
+        raise BacalhauError(f"the node sent an unsafe archive member: {error}") from None
     except (tarfile.TarError, EOFError) as error:
         raise BacalhauError(f"the node sent a broken archive: {error}") from None
     return sorted(p.name for p in dest.iterdir())

@@ -24,6 +24,7 @@ from pathlib import Path
 import httpx
 import trio
 
+from bacalhau_py import safetar
 from bacalhau_py.errors import IPFSError, UserInputError
 from bacalhau_py.ipfs.base import IPFSIdentity
 
@@ -248,7 +249,7 @@ def _extract_tar(archive: Path, cid: str, target: Path) -> None:
             seen_root = seen_root or not relative
             if member.islnk():
                 raise tarfile.TarError(f"hard link {name!r} in the tar of {cid}")
-            tar.extract(member, path=base, filter="data", set_attrs=False)
+            safetar.extract_member(tar, member, base, set_attrs=False)
             if member.isreg():
                 # kubo files carry mode 0644 by default; make them readable by
                 # a container's non-root user whatever the tar says.
