@@ -9,14 +9,15 @@ from __future__ import annotations
 import os
 import tarfile
 import tempfile
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from pathlib import Path
+from typing import BinaryIO
 
 import outcome
 import trio
 
 from bacalhau_py import safetar
-from bacalhau_py.errors import StorageError
+from bacalhau_py.errors import BacalhauError, StorageError
 
 CHUNK = 1 << 20
 
@@ -42,12 +43,45 @@ class _ChannelWriter:
 
 
 async def stream_folders(entries: list[tuple[Path, str]]) -> AsyncIterator[bytes]:
-    """Tar of several folders, each stored under its archive prefix ("" = top level).
+    """Tar of several folders, each stored under its archive prefix ("" = top level)."""
 
-    The tar is written by a worker thread into a small channel. There is no
-    nursery inside this generator (a consumer may resume it from any task):
-    when the consumer stops early, closing the channel makes the thread's next
-    send fail, and the thread ends; the generator waits for that.
+    def fill(archive: tarfile.TarFile) -> None:
+        for folder, prefix in entries:
+            for name in sorted(os.listdir(folder)):
+                archive.add(folder / name, arcname=f"{prefix}/{name}" if prefix else name)
+
+    async for chunk in _tar_from_thread(fill, "could not read the result folder"):
+        yield chunk
+
+
+async def stream_renamed(
+    open_source: Callable[[], BinaryIO], rename: Callable[[str], str | None]
+) -> AsyncIterator[bytes]:
+    """Another tar stream passed on member by member, renamed (`None`: left out).
+
+    `open_source` is called in the worker thread (a blocking read), so the
+    bytes go from source to consumer without landing on disk.
+    """
+
+    def fill(archive: tarfile.TarFile) -> None:
+        with open_source() as source, tarfile.open(fileobj=source, mode="r|") as original:
+            for member in original:
+                name = rename(member.name)
+                if name is None:
+                    continue
+                member.name = name
+                archive.addfile(member, original.extractfile(member) if member.isfile() else None)
+
+    async for chunk in _tar_from_thread(fill, "could not pass the archive on"):
+        yield chunk
+
+
+async def _tar_from_thread(fill: Callable[[tarfile.TarFile], None], failing: str) -> AsyncIterator[bytes]:
+    """A tar written by `fill` in a worker thread, yielded chunk by chunk.
+
+    There is no nursery inside this generator (a consumer may resume it from
+    any task): when the consumer stops early, closing the channel makes the
+    thread's next send fail, and the thread ends; the generator waits for that.
     """
     send, receive = trio.open_memory_channel[bytes](4)
     done = trio.Event()
@@ -57,9 +91,7 @@ async def stream_folders(entries: list[tuple[Path, str]]) -> AsyncIterator[bytes
     def produce() -> None:
         writer = _ChannelWriter(send, token)
         with tarfile.open(fileobj=writer, mode="w|", format=tarfile.PAX_FORMAT) as archive:
-            for folder, prefix in entries:
-                for name in sorted(os.listdir(folder)):
-                    archive.add(folder / name, arcname=f"{prefix}/{name}" if prefix else name)
+            fill(archive)
         writer.flush()
 
     def finished(result: outcome.Outcome) -> None:
@@ -78,7 +110,9 @@ async def stream_folders(entries: list[tuple[Path, str]]) -> AsyncIterator[bytes
         with trio.CancelScope(shield=True):
             await done.wait()
     if failure:
-        raise StorageError(f"could not read the result folder: {failure[0]}")
+        if isinstance(failure[0], BacalhauError):
+            raise failure[0]
+        raise StorageError(f"{failing}: {failure[0]}")
 
 
 async def stream_folder(folder: Path) -> AsyncIterator[bytes]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,9 @@ class IPFSClient(Protocol):
 
         Raises `IPFSError` naming the CID when it cannot be fetched within `timeout`.
         """
+
+    def open_tar(self, cid: str, *, timeout: float) -> BinaryIO:
+        """(Blocking: call it in a worker thread.) The tar of `cid` (entries `CID`, `CID/...`)."""
 
     async def connect(self, multiaddr: str) -> None:
         """Swarm-connect to another IPFS node (`/ip4/.../tcp/.../p2p/PEER`)."""

@@ -8,6 +8,7 @@ user's real kubo daemon alike. httpx errors are translated into
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
 import math
 import os
@@ -20,6 +21,8 @@ import urllib.parse
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+
+from typing import BinaryIO
 
 import httpx
 import trio
@@ -221,6 +224,29 @@ class KuboRPC:
             return dest
         finally:
             await trio.to_thread.run_sync(shutil.rmtree, staging, True)
+
+
+    def open_tar(self, cid: str, *, timeout: float) -> BinaryIO:
+        """(Blocking: for a worker thread.) kubo's tar of `cid`, to read front to back.
+
+        Entries are `CID` and `CID/...`, as `get` receives them. For streaming a
+        result on to a client without landing it on disk first.
+        """
+        url = urllib.parse.urlsplit(self.api_url)
+        query = urllib.parse.urlencode({"arg": cid, "timeout": _go_duration(timeout), "archive": "true"})
+        connection_class = http.client.HTTPSConnection if url.scheme == "https" else http.client.HTTPConnection
+        connection = connection_class(url.hostname, url.port, timeout=timeout + _GRACE)
+        try:
+            connection.request("POST", f"/api/v0/get?{query}")
+            response = connection.getresponse()
+        except OSError as error:
+            connection.close()
+            raise IPFSError(f"fetching {cid}: the IPFS node at {self.api_url} did not answer ({error})") from None
+        if response.status != 200:
+            body = response.read(4096).decode(errors="replace")
+            connection.close()
+            raise IPFSError(f"fetching {cid}: {' '.join(body.split()) or response.reason}")
+        return response
 
 
 # -- kubo's tar, unpacked safely ------------------------------------------------

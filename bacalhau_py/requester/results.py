@@ -54,6 +54,18 @@ class ResultFetcher:
             await trio.to_thread.run_sync(partial_dir.rename, final)
         return final
 
+    async def _stream_from_ipfs(self, cid: str) -> AsyncIterator[bytes]:
+        def top_level(name: str) -> str | None:
+            # kubo's entries are `CID` (the folder itself: left out) and `CID/...`.
+            root, _, rest = name.partition("/")
+            if root != cid:
+                raise StorageError(f"unexpected entry {name!r} in the tar of {cid}")
+            return rest or None
+
+        opened = partial(self.ipfs.open_tar, cid, timeout=self.timeout)
+        async for chunk in tarstream.stream_renamed(opened, top_level):
+            yield chunk
+
     async def folder_of(self, job: Job) -> Path:
         """The result folder whose logs a user means: the first accepted execution's, else the first proposed."""
         candidates = job.accepted_executions() or [e for e in job.executions if e.state in WITH_RESULTS]
@@ -69,6 +81,14 @@ class ResultFetcher:
             raise NotFound(f"job {job.id} has no accepted result (state {job.state.value}: {job.message or 'no message'})")
         with_results = [e for e in job.executions if e.state in WITH_RESULTS]
         publisher = job.spec.publisher
+        only = accepted[0]
+        if len(with_results) == 1 and publisher == "ipfs" and only.result_cid:
+            if not await trio.to_thread.run_sync((self.cache_dir / only.id).exists):
+                # Straight from IPFS to the client: the result is not written
+                # to this node's disk and read back first.
+                async for chunk in self._stream_from_ipfs(only.result_cid):
+                    yield chunk
+                return
         entries = [(await self.fetch(accepted[0].id, accepted[0].node_id, accepted[0].result_cid, publisher), "")]
         if len(with_results) > 1:
             for execution in with_results:
