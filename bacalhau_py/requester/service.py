@@ -185,17 +185,15 @@ class RequesterService:
             await self._stop_executions(job, message)
 
     async def _bid(self, job: Job) -> bool:
-        """Ask every compute node; accept `concurrency` bids. False if the job failed."""
+        """Find `concurrency` compute nodes by bidding (a sample first, then all). False if the job failed."""
         spec = job.spec
         candidates = [info.peer_id for info in self.directory.compute_nodes()]
         needed = max(spec.deal.concurrency, spec.deal.min_bids)
         if len(candidates) < needed:
             await self._fail(job.id, f"the network has {len(candidates)} compute node(s); the job needs {needed}")
             return False
-        try:
-            await self.transport.publish(JobAnnounce(job_id=job.id, requester_id=self.transport.peer_id))
-        except BacalhauError as error:
-            log.warning("job %s: announce failed: %s", job.id, error)
+        # Best effort and off the critical path: gossip may pace a burst.
+        self._nursery.start_soon(self._announce, job.id)
 
         delay = QUEUE_RETRY_FIRST
         # Each node asked costs it and us a round trip: ask a few first, and
@@ -258,6 +256,12 @@ class RequesterService:
             for peer_id, execution_id in accepted:
                 nursery.start_soon(accept, peer_id, execution_id)
         return True
+
+    async def _announce(self, job_id: str) -> None:
+        try:
+            await self.transport.publish(JobAnnounce(job_id=job_id, requester_id=self.transport.peer_id))
+        except BacalhauError as error:
+            log.warning("job %s: announce failed: %s", job_id, error)
 
     async def _bid_round(self, job: Job, candidates: list[str], needed: int):
         """Ask every candidate once; return (bids, refusals, busy, unread, channel).
