@@ -141,6 +141,8 @@ class Node:
                     await nursery.start(self.requester.serve)
                 await self._join(config.peers)
                 nursery.start_soon(self._announce_forever)
+                if self.requester:
+                    nursery.start_soon(self.requester.resume, ANNOUNCE_EVERY_SECONDS)
 
                 from bacalhau_py.api.app import serve_api
 

@@ -72,5 +72,9 @@ class Job(BaseModel):
     executions: list[Execution] = []
     events: list[Event] = []
 
+    def waiting_to_start(self) -> bool:
+        """Pending with no execution under way: nothing runs for it anywhere yet."""
+        return self.state is JobState.PENDING and all(e.state.terminal for e in self.executions)
+
     def accepted_executions(self) -> list[Execution]:
         return [e for e in self.executions if e.state is ExecutionState.RESULT_ACCEPTED]

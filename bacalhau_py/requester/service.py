@@ -76,9 +76,10 @@ class RequesterService:
         self._scopes: dict[str, trio.CancelScope] = {}
         self._nursery: trio.Nursery | None = None
         self._stopping: str | None = None
+        self._to_resume: list[str] = []
 
     async def serve(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
-        await self._fail_interrupted_jobs()
+        self._to_resume = await self._recover_jobs()
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             task_status.started()
@@ -90,11 +91,26 @@ class RequesterService:
         if self._stopping is not None:
             raise BacalhauError(f"this node is stopping: {self._stopping}")
         job = await self.store.create(str(uuid.uuid4()), spec, self.transport.peer_id)
-        scope = trio.CancelScope()
-        self._scopes[job.id] = scope
-        assert self._nursery is not None, "requester is not serving"
-        self._nursery.start_soon(self._drive, job.id, scope)
+        self._start(job.id)
         return job
+
+    async def resume(self, settle: float) -> None:
+        """Offer again the jobs a previous run of this node left Pending.
+
+        Called once the node has joined its peers; `settle` gives the rest of
+        the network one announce period to be rediscovered first.
+        """
+        await trio.sleep(settle)
+        for job_id in self._to_resume:
+            await self.store.note(job_id, "the requester node restarted: offering the job again")
+            self._start(job_id)
+        self._to_resume = []
+
+    def _start(self, job_id: str) -> None:
+        scope = trio.CancelScope()
+        self._scopes[job_id] = scope
+        assert self._nursery is not None, "requester is not serving"
+        self._nursery.start_soon(self._drive, job_id, scope)
 
     async def cancel(self, job_id: str) -> Job:
         job = await self.store.get(job_id)
@@ -108,7 +124,10 @@ class RequesterService:
         return await self.store.get(job.id)
 
     async def stop_all(self, reason: str) -> None:
-        """A stopping node: fail its unfinished jobs and stop their executions on the compute nodes.
+        """A stopping node: fail its running jobs and stop their executions on the compute nodes.
+
+        Jobs still Pending stay Pending: nothing runs for them, and they are
+        offered again when the node restarts (`resume`).
 
         Called while the transport still works, so remote containers stop now
         instead of running on for nobody until the job's timeout.
@@ -118,7 +137,11 @@ class RequesterService:
             scope.cancel()
         async with trio.open_nursery() as nursery:
             for job in await self.store.unfinished():
-                nursery.start_soon(self._fail, job.id, reason)
+                if job.waiting_to_start():
+                    # Nothing runs for it anywhere: it is offered again when the node restarts.
+                    nursery.start_soon(self.store.note, job.id, f"{reason}; the job waits for the restart")
+                else:
+                    nursery.start_soon(self._fail, job.id, reason)
 
     # -- messages from compute nodes ------------------------------------------
 
@@ -420,14 +443,25 @@ class RequesterService:
                 if not execution.state.terminal:
                     nursery.start_soon(stop, execution)
 
-    async def _fail_interrupted_jobs(self) -> None:
-        """Jobs left unfinished by a previous run of this node fail visibly, never vanish."""
+    async def _recover_jobs(self) -> list[str]:
+        """Jobs a previous run of this node left unfinished: never lost, never silently stuck.
+
+        A Pending job has nothing running anywhere (a compute node releases an
+        unanswered bid within a minute): it is returned, to be offered again. A job
+        with executions under way cannot be followed after a restart (their
+        reports went to the old process), so it fails with the reason.
+        """
+        pending = []
         for job in await self.store.unfinished():
+            if job.waiting_to_start():
+                pending.append(job.id)
+                continue
             message = "the requester node restarted while the job was running"
             job = await self.store.set_job_state(job.id, JobState.FAILED, message)
             for execution in job.executions:
                 if not execution.state.terminal:
                     await self.store.set_execution_state(job.id, execution.id, E.FAILED, message)
+        return pending
 
 
 def _close_bidding(receive: trio.MemoryReceiveChannel) -> list[tuple[str, str]]:

@@ -6,7 +6,7 @@ import json
 import httpx
 import trio
 
-from bacalhau_py.devstack.stack import devstack
+from bacalhau_py.devstack.stack import devstack, restart
 
 SLEEPER = {"task": {"engine": "docker", "image": "busybox",
                     "command": ["sh", "-c", "cut -d' ' -f1 /proc/uptime; sleep 1; cut -d' ' -f1 /proc/uptime"]},
@@ -42,3 +42,28 @@ async def test_jobs_over_capacity_queue_and_run_one_at_a_time(tmp_path):
             spans.sort()
             # With capacity for one, no two runs overlap.
             assert all(a_end <= b_start for (_, a_end), (b_start, _) in zip(spans, spans[1:]))
+
+
+async def test_a_queued_job_survives_a_restart_of_its_node(tmp_path):
+    long_job = {**SLEEPER, "task": {**SLEEPER["task"], "command": ["sleep", "600"]}}
+    async with devstack(tmp_path, 1, node_args=[["--limit-total-cpu", "1"]]) as (node,):
+        async with httpx.AsyncClient(timeout=30) as api:
+            running = (await api.post(f"{node.api}/api/v1/jobs", json=long_job)).json()["id"]
+            queued = (await api.post(f"{node.api}/api/v1/jobs", json=SLEEPER)).json()["id"]
+            with trio.fail_after(30):
+                while not any(e["message"].startswith("queued: ")
+                              for e in (await api.get(f"{node.api}/api/v1/jobs/{queued}")).json()["events"]):
+                    await trio.sleep(0.2)
+
+            await restart(node)
+
+            with trio.fail_after(60):
+                while True:
+                    job = (await api.get(f"{node.api}/api/v1/jobs/{queued}")).json()
+                    if job["state"] in ("Completed", "Failed", "Cancelled"):
+                        break
+                    await trio.sleep(0.2)
+            assert job["state"] == "Completed", job["message"]
+            assert any("offering the job again" in e["message"] for e in job["events"])
+            interrupted = (await api.get(f"{node.api}/api/v1/jobs/{running}")).json()
+            assert interrupted["state"] == "Failed" and interrupted["message"]

@@ -26,7 +26,7 @@ from bacalhau_py.models.messages import (
     Reveal,
     RevealRequest,
 )
-from bacalhau_py.models.states import ExecutionState
+from bacalhau_py.models.states import ExecutionState, JobState
 from bacalhau_py.requester.service import SPARE_BIDDERS, RequesterService, RequesterTimeouts
 from bacalhau_py.results import commitment
 from bacalhau_py.transport import MemoryNetwork, MemoryTransport
@@ -216,3 +216,38 @@ async def test_a_cancel_during_bidding_releases_every_bid(network):
     assert not fast.reserved and not slow.reserved, (fast.reserved, slow.reserved)
     assert not [d for d in fast.decisions + slow.decisions if d.accepted]
     assert (await store.get(job.id)).state.value == "Cancelled"
+
+
+async def test_a_restarted_requester_offers_pending_jobs_again_and_fails_running_ones(nursery, tmp_path):
+    store = JobStore.open(tmp_path / "jobs.sqlite")
+    spec = JobSpec.model_validate(SPEC)
+    # What a previous run of the node left behind.
+    queued = await store.create("queued-job-0001", spec, "requester")
+    running = await store.create("running-job-0001", spec, "requester")
+    await store.add_execution(running.id, "exec-1", "c1")
+    await store.set_execution_state(running.id, "exec-1", ExecutionState.BID_ACCEPTED)
+    await store.set_job_state(running.id, JobState.RUNNING)
+
+    net = MemoryNetwork()
+    transport = MemoryTransport(net, "requester")
+    directory = NodeDirectory(lambda: NodeInfo(peer_id="requester", node_types=["requester"]))
+    requester = RequesterService(
+        transport=transport, store=store, directory=directory, results=None,
+        timeouts=RequesterTimeouts(bid=1.0, grace=5.0),
+    )
+    await nursery.start(transport.serve, RequesterNode(requester))
+    await nursery.start(requester.serve)
+    compute_transport = MemoryTransport(net, "c1")
+    await nursery.start(compute_transport.serve, FakeCompute("c1", compute_transport, nursery=nursery))
+    directory.update(NodeInfo(peer_id="c1", node_types=["compute"]))
+
+    failed = await store.get(running.id)
+    assert failed.state is JobState.FAILED and "restarted" in failed.message
+    assert [e.state for e in failed.executions] == [ExecutionState.FAILED]
+    assert (await store.get(queued.id)).state is JobState.PENDING
+
+    await requester.resume(settle=0)
+    job = await wait_terminal(store, queued.id)
+    assert job.state is JobState.COMPLETED, job.message
+    assert any("offering the job again" in e.message for e in job.events)
+    store.close()
