@@ -33,6 +33,7 @@ from bacalhau_py.models.messages import (
     AskBid,
     BidDecision,
     CancelExecution,
+    ExecutionStatusRequest,
     ExecutionUpdate,
     FetchResult,
     FollowLogs,
@@ -324,7 +325,9 @@ class Node:
                     raise InvalidMessage("a node may only describe itself")
                 await self._learn(message)
                 return Ack()
-            case AskBid() | BidDecision() | CancelExecution() | RevealRequest() if compute is None:
+            case AskBid() | BidDecision() | CancelExecution() | RevealRequest() | ExecutionStatusRequest() if (
+                compute is None
+            ):
                 raise UserInputError("this node is not a compute node")
             case AskBid():
                 return await compute.on_ask_bid(sender, message)
@@ -334,6 +337,8 @@ class Node:
                 return await compute.on_cancel(sender, message)
             case RevealRequest():
                 return await compute.on_reveal_request(sender, message.execution_id)
+            case ExecutionStatusRequest():
+                return await compute.on_status_request(sender, message.execution_id)
             case ExecutionUpdate() | ResultProposal() if requester is None:
                 raise UserInputError("this node is not a requester node")
             case ExecutionUpdate():

@@ -62,6 +62,8 @@ class _Execution:
     result_dir: Path | None = None
     result_hash: str | None = None
     salt: str | None = None
+    proposal: ResultProposal | None = None
+    """Kept so that a requester that restarted can ask for it again."""
     stop_reason: str | None = None
     """Set when this node stops the execution itself (shutting down): reported to the requester."""
     done: trio.Event = field(default_factory=trio.Event)
@@ -148,6 +150,16 @@ class ComputeService:
         else:
             self._forget(message.execution_id)
         return Ack()
+
+    async def on_status_request(self, sender: str, execution_id: str) -> ResultProposal | ExecutionUpdate | Ack:
+        execution = self._executions.get(execution_id)
+        if execution is None or execution.requester_id != sender:
+            return Ack(ok=False, message=f"this node does not know execution {execution_id}")
+        if execution.proposal is not None:
+            return execution.proposal
+        if execution.scope is not None and not execution.done.is_set():
+            return ExecutionUpdate(job_id=execution.job_id, execution_id=execution_id, state=ExecutionState.RUNNING)
+        return Ack(ok=False, message=f"execution {execution_id} did not finish on this node")
 
     async def on_reveal_request(self, sender: str, execution_id: str) -> Reveal | Ack:
         execution = self._own(sender, execution_id)
@@ -283,6 +295,7 @@ class ComputeService:
             await self._update(execution_id, execution, ExecutionState.FAILED, failure)
             self._forget(execution_id)
             return
+        execution.proposal = proposal
         await self._send(execution, proposal)
 
     async def _prepare(

@@ -138,6 +138,18 @@ class FetchResult(_Message):
     execution_id: str
 
 
+class ExecutionStatusRequest(_Message):
+    """Requester -> compute, after the requester restarted: where is this execution?
+
+    The reply is the execution's `ResultProposal` if it has one, an
+    `ExecutionUpdate` (Running) while it runs, or `Ack(ok=False)` if the node
+    does not know it (any more).
+    """
+
+    kind: Literal["execution_status_request"] = "execution_status_request"
+    execution_id: str
+
+
 class FollowLogs(_Message):
     """Requester -> compute: stream the execution's stdout/stderr as it runs (framed chunks)."""
 
@@ -161,6 +173,7 @@ Message = Annotated[
         CancelExecution,
         FetchResult,
         FollowLogs,
+        ExecutionStatusRequest,
     ],
     Field(discriminator="kind"),
 ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import random
+from functools import partial
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,7 @@ from bacalhau_py.models.messages import (
     BidDecision,
     BidReply,
     CancelExecution,
+    ExecutionStatusRequest,
     ExecutionUpdate,
     JobAnnounce,
     Reveal,
@@ -76,7 +78,8 @@ class RequesterService:
         self._scopes: dict[str, trio.CancelScope] = {}
         self._nursery: trio.Nursery | None = None
         self._stopping: str | None = None
-        self._to_resume: list[str] = []
+        self._to_resume: list[tuple[str, bool]] = []
+        """(job ID, reattach) left unfinished by a previous run of this node."""
 
     async def serve(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         self._to_resume = await self._recover_jobs()
@@ -95,22 +98,25 @@ class RequesterService:
         return job
 
     async def resume(self, settle: float) -> None:
-        """Offer again the jobs a previous run of this node left Pending.
+        """Take up the jobs a previous run of this node left unfinished.
 
-        Called once the node has joined its peers; `settle` gives the rest of
-        the network one announce period to be rediscovered first.
+        Pending jobs are offered again; Running ones are followed again where
+        their executions run. Called once the node has joined its peers;
+        `settle` gives the rest of the network one announce period to be
+        rediscovered first.
         """
         await trio.sleep(settle)
-        for job_id in self._to_resume:
-            await self.store.note(job_id, "the requester node restarted: offering the job again")
-            self._start(job_id)
+        for job_id, reattach in self._to_resume:
+            note = "following its executions again" if reattach else "offering the job again"
+            await self.store.note(job_id, f"the requester node restarted: {note}")
+            self._start(job_id, reattach=reattach)
         self._to_resume = []
 
-    def _start(self, job_id: str) -> None:
+    def _start(self, job_id: str, *, reattach: bool = False) -> None:
         scope = trio.CancelScope()
         self._scopes[job_id] = scope
         assert self._nursery is not None, "requester is not serving"
-        self._nursery.start_soon(self._drive, job_id, scope)
+        self._nursery.start_soon(partial(self._drive, job_id, scope, reattach=reattach))
 
     async def cancel(self, job_id: str) -> Job:
         job = await self.store.get(job_id)
@@ -180,13 +186,13 @@ class RequesterService:
 
     # -- one job's life -------------------------------------------------------
 
-    async def _drive(self, job_id: str, scope: trio.CancelScope) -> None:
+    async def _drive(self, job_id: str, scope: trio.CancelScope, *, reattach: bool = False) -> None:
         job = await self.store.get(job_id)
         deadline = self.timeouts.bid + job.spec.timeout + self.timeouts.grace
         try:
             with scope:
                 with trio.fail_after(deadline):
-                    if await self._bid(job):
+                    if await (self._reattach(job) if reattach else self._bid(job)):
                         await self._await_results(job_id)
                         await self._verify(job_id)
         except trio.TooSlowError:
@@ -278,6 +284,36 @@ class RequesterService:
         async with trio.open_nursery() as nursery:
             for peer_id, execution_id in accepted:
                 nursery.start_soon(accept, peer_id, execution_id)
+        return True
+
+    async def _reattach(self, job: Job) -> bool:
+        """After a restart: learn from each compute node where its execution is.
+
+        A result proposed while this node was down is taken now; an execution
+        still running reports as usual when it ends; one its node no longer
+        knows has failed.
+        """
+
+        async def ask(execution) -> None:
+            try:
+                reply = await self.transport.request(
+                    execution.node_id, ExecutionStatusRequest(execution_id=execution.id)
+                )
+            except BacalhauError as error:
+                reply = Ack(ok=False, message=f"its node did not answer after the restart: {error.message}")
+            match reply:
+                case ResultProposal():
+                    await self.on_result_proposal(execution.node_id, reply)
+                case ExecutionUpdate():
+                    await self.on_execution_update(execution.node_id, reply)
+                case _:
+                    reason = "lost while the requester node restarted: " + (getattr(reply, "message", "") or "?")
+                    await self.store.set_execution_state(job.id, execution.id, E.FAILED, reason)
+
+        async with trio.open_nursery() as nursery:
+            for execution in job.executions:
+                if not execution.state.terminal and execution.state is not E.RESULT_PROPOSED:
+                    nursery.start_soon(ask, execution)
         return True
 
     async def _announce(self, job_id: str) -> None:
@@ -443,25 +479,16 @@ class RequesterService:
                 if not execution.state.terminal:
                     nursery.start_soon(stop, execution)
 
-    async def _recover_jobs(self) -> list[str]:
+    async def _recover_jobs(self) -> list[tuple[str, bool]]:
         """Jobs a previous run of this node left unfinished: never lost, never silently stuck.
 
-        A Pending job has nothing running anywhere (a compute node releases an
-        unanswered bid within a minute): it is returned, to be offered again. A job
-        with executions under way cannot be followed after a restart (their
-        reports went to the old process), so it fails with the reason.
+        Returned as (job ID, reattach): a Pending job has nothing running
+        anywhere (a compute node releases an unanswered bid within a minute)
+        and is offered again; a Running one is followed again where its
+        executions run (`_reattach`). A graceful stop (`stop_all`) has already
+        failed the running jobs; this is for a node that died.
         """
-        pending = []
-        for job in await self.store.unfinished():
-            if job.waiting_to_start():
-                pending.append(job.id)
-                continue
-            message = "the requester node restarted while the job was running"
-            job = await self.store.set_job_state(job.id, JobState.FAILED, message)
-            for execution in job.executions:
-                if not execution.state.terminal:
-                    await self.store.set_execution_state(job.id, execution.id, E.FAILED, message)
-        return pending
+        return [(job.id, not job.waiting_to_start()) for job in await self.store.unfinished()]
 
 
 def _close_bidding(receive: trio.MemoryReceiveChannel) -> list[tuple[str, str]]:

@@ -218,7 +218,7 @@ async def test_a_cancel_during_bidding_releases_every_bid(network):
     assert (await store.get(job.id)).state.value == "Cancelled"
 
 
-async def test_a_restarted_requester_offers_pending_jobs_again_and_fails_running_ones(nursery, tmp_path):
+async def test_a_restarted_requester_offers_pending_jobs_again_and_follows_running_ones(nursery, tmp_path):
     store = JobStore.open(tmp_path / "jobs.sqlite")
     spec = JobSpec.model_validate(SPEC)
     # What a previous run of the node left behind.
@@ -241,13 +241,16 @@ async def test_a_restarted_requester_offers_pending_jobs_again_and_fails_running
     await nursery.start(compute_transport.serve, FakeCompute("c1", compute_transport, nursery=nursery))
     directory.update(NodeInfo(peer_id="c1", node_types=["compute"]))
 
-    failed = await store.get(running.id)
-    assert failed.state is JobState.FAILED and "restarted" in failed.message
-    assert [e.state for e in failed.executions] == [ExecutionState.FAILED]
+    # Nothing is decided before the node has rejoined the network.
+    assert (await store.get(running.id)).state is JobState.RUNNING
     assert (await store.get(queued.id)).state is JobState.PENDING
 
     await requester.resume(settle=0)
     job = await wait_terminal(store, queued.id)
     assert job.state is JobState.COMPLETED, job.message
     assert any("offering the job again" in e.message for e in job.events)
+    # c1 does not know exec-1 (it never ran it): the job fails, saying why.
+    failed = await wait_terminal(store, running.id)
+    assert failed.state is JobState.FAILED and "restarted" in failed.message
+    assert [e.state for e in failed.executions] == [ExecutionState.FAILED]
     store.close()
