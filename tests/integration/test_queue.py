@@ -1,12 +1,10 @@
 """Jobs beyond a node's capacity wait (visibly) instead of failing, and never overlap."""
 
-import base64
-import json
-
 import httpx
 import trio
 
 from bacalhau_py.devstack.stack import devstack, restart
+from jobs_api import finished, stdout_of
 
 SLEEPER = {"task": {"engine": "docker", "image": "busybox",
                     "command": ["sh", "-c", "cut -d' ' -f1 /proc/uptime; sleep 1; cut -d' ' -f1 /proc/uptime"]},
@@ -15,29 +13,18 @@ SLEEPER = {"task": {"engine": "docker", "image": "busybox",
 
 async def test_jobs_over_capacity_queue_and_run_one_at_a_time(tmp_path):
     async with devstack(tmp_path, 1, node_args=[["--limit-total-cpu", "1"]]) as (node,):
-        async with httpx.AsyncClient(base_url=f"{node.api}/api/v1", timeout=30) as api:
+        async with httpx.AsyncClient(timeout=30) as api:
             ids = []
             for _ in range(3):
-                response = await api.post("/jobs", json=SLEEPER)
+                response = await api.post(f"{node.api}/api/v1/jobs", json=SLEEPER)
                 assert response.status_code == 200, response.text
                 ids.append(response.json()["id"])
-            jobs = []
-            with trio.fail_after(90):
-                for job_id in ids:
-                    while True:
-                        job = (await api.get(f"/jobs/{job_id}")).json()
-                        if job["state"] in ("Completed", "Failed", "Cancelled"):
-                            break
-                        await trio.sleep(0.2)
-                    jobs.append(job)
+            jobs = [await finished(api, node.api, job_id, timeout=90) for job_id in ids]
             assert [j["state"] for j in jobs] == ["Completed"] * 3, [j["message"] for j in jobs]
             assert any(e["message"].startswith("queued: ") for j in jobs for e in j["events"])
             spans = []
             for job_id in ids:
-                logs = (await api.get(f"/jobs/{job_id}/logs")).text
-                stdout = b"".join(base64.b64decode(json.loads(line)["data"]) for line in logs.splitlines()
-                                  if json.loads(line).get("stream") == "stdout")
-                start, end = map(float, stdout.split())
+                start, end = map(float, (await stdout_of(api, node.api, job_id)).split())
                 spans.append((start, end))
             spans.sort()
             # With capacity for one, no two runs overlap.
@@ -57,12 +44,7 @@ async def test_a_queued_job_survives_a_restart_of_its_node(tmp_path):
 
             await restart(node)
 
-            with trio.fail_after(60):
-                while True:
-                    job = (await api.get(f"{node.api}/api/v1/jobs/{queued}")).json()
-                    if job["state"] in ("Completed", "Failed", "Cancelled"):
-                        break
-                    await trio.sleep(0.2)
+            job = await finished(api, node.api, queued)
             assert job["state"] == "Completed", job["message"]
             assert any("offering the job again" in e["message"] for e in job["events"])
             interrupted = (await api.get(f"{node.api}/api/v1/jobs/{running}")).json()

@@ -1,12 +1,10 @@
 """A requester that dies while its job runs elsewhere picks the job up again after a restart."""
 
-import base64
-import json
-
 import httpx
 import trio
 
 from bacalhau_py.devstack.stack import devstack, restart
+from jobs_api import finished, stdout_of
 
 REMOTE = {
     "task": {"engine": "docker", "image": "busybox", "command": ["sh", "-c", "sleep 1; echo survived"]},
@@ -30,16 +28,8 @@ async def test_a_killed_requester_follows_its_running_job_again_after_a_restart(
             await trio.sleep(12)
             await restart(requester, stack)
 
-            with trio.fail_after(60):
-                while True:
-                    job = (await api.get(f"{requester.api}/api/v1/jobs/{job_id}")).json()
-                    if job["state"] in ("Completed", "Failed", "Cancelled"):
-                        break
-                    await trio.sleep(0.2)
+            job = await finished(api, requester.api, job_id)
             assert job["state"] == "Completed", job["message"]
             assert job["executions"][0]["node_id"] == far.peer_id
             assert any("following its executions again" in e["message"] for e in job["events"])
-            logs = (await api.get(f"{requester.api}/api/v1/jobs/{job_id}/logs")).text
-            stdout = b"".join(base64.b64decode(json.loads(line)["data"]) for line in logs.splitlines()
-                              if json.loads(line).get("stream") == "stdout")
-            assert stdout == b"survived\n"
+            assert await stdout_of(api, requester.api, job_id) == b"survived\n"
