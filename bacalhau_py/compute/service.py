@@ -22,7 +22,7 @@ from bacalhau_py.compute.bidding import BidStrategy, Refusal
 from bacalhau_py.compute.capacity import Capacity, CapacityTracker
 from bacalhau_py.concurrency import run_all
 from bacalhau_py.errors import BacalhauError, NotFound
-from bacalhau_py.executor.base import Executor, Mount, PreparedExecution
+from bacalhau_py.executor.base import Executor, Mount, PreparedExecution, live_log
 from bacalhau_py.models import ExecutionState, JobSpec
 from bacalhau_py.models.messages import (
     Ack,
@@ -178,7 +178,7 @@ class ComputeService:
     async def log_stream(self, sender: str, execution_id: str) -> AsyncIterator[bytes]:
         """stdout and stderr as framed chunks while the execution runs, to its end.
 
-        Executors write the files as the program runs (docker into `.NAME.live`
+        Executors write the files as the program runs (docker into `live_log`
         until the final copy); what was sent is always a prefix of the final
         file, so one offset per stream carries across that switch.
         """
@@ -189,7 +189,7 @@ class ComputeService:
             finished = execution.done.is_set()
             sent = False
             for name in LOG_STREAMS:
-                live = result_dir / f".{name}.live"
+                live = live_log(result_dir, name)
                 path = live if not finished and live.exists() else result_dir / name
                 chunk = await trio.to_thread.run_sync(_read_from, path, offsets[name])
                 if chunk:

@@ -16,6 +16,15 @@ MAX_LOG_BYTES = 16 << 20
 CONTAINER_LABEL = "bacalhau-py.execution"
 
 
+def live_log(result_dir: Path, stream: str) -> Path:
+    """Where an executor may copy `stream` while the program runs, for `logs -f`.
+
+    Beside the result folder, never in it: the result folder is hashed and
+    published, and a live copy is not part of the result.
+    """
+    return result_dir.parent / f"{stream}.live"
+
+
 @dataclass(frozen=True)
 class Mount:
     """A host folder or file made visible to the job at `target`."""

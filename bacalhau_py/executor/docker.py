@@ -49,7 +49,7 @@ import trio
 
 from bacalhau_py.context import ProviderContext
 from bacalhau_py.errors import ExecutorError
-from bacalhau_py.executor.base import CONTAINER_LABEL, MAX_LOG_BYTES, PreparedExecution, RunResult
+from bacalhau_py.executor.base import CONTAINER_LABEL, MAX_LOG_BYTES, PreparedExecution, RunResult, live_log
 
 T = TypeVar("T")
 
@@ -299,7 +299,7 @@ class DockerExecutor:
                 raise _translate(error, "wait for the container") from None
 
     async def _follow_log(self, container: Any, name: str, result_dir: Path) -> None:
-        """Best effort, while the container runs: copy one stream into `result_dir/name`.
+        """Best effort, while the container runs: copy one stream to its `live_log`.
 
         This lets `logs -f` show output as it is written. A stream followed
         right after start can miss output of a container that exits at once,
@@ -308,7 +308,7 @@ class DockerExecutor:
 
         def follow() -> None:
             stream = container.logs(stdout=name == "stdout", stderr=name == "stderr", stream=True, follow=True)
-            _copy_log(stream, result_dir / f".{name}.live", self.max_log_bytes)
+            _copy_log(stream, live_log(result_dir, name), self.max_log_bytes)
 
         try:
             await trio.to_thread.run_sync(follow, abandon_on_cancel=True)
@@ -322,7 +322,6 @@ class DockerExecutor:
             stream = container.logs(stdout=name == "stdout", stderr=name == "stderr", stream=True, follow=False)
             if _copy_log(stream, result_dir / name, self.max_log_bytes):
                 cut.append(name)
-            (result_dir / f".{name}.live").unlink(missing_ok=True)
         return " and ".join(cut)
 
     async def _remove(self, container: Any) -> None:

@@ -103,6 +103,17 @@ async def test_stdout_stderr_and_exit_code(executor, tmp_path):
     assert out(execution, "stderr") == "to err\n"
 
 
+async def test_the_result_folder_holds_only_the_result(executor, tmp_path):
+    # It is hashed by the deterministic verifier: a stray file (a live copy
+    # of the logs) made honest nodes disagree.
+    for _ in range(5):
+        execution = make_execution(tmp_path, ["sh", "-c", "echo out; echo err >&2"])
+        assert (await executor.run(execution)).exit_code == 0
+        await trio.sleep(0.3)  # the live-log followers are abandoned, not awaited
+        assert sorted(p.name for p in execution.result_dir.iterdir()) == ["outputs", "stderr", "stdout"]
+        assert out(execution) == "out\n"
+
+
 async def test_env_and_workdir(executor, tmp_path):
     execution = make_execution(
         tmp_path, ["sh", "-c", 'echo "$GREETING"; pwd'],
