@@ -201,7 +201,7 @@ async def test_timeout_kills_and_removes_the_container(executor, engine, tmp_pat
         pytest.fail("sleep 60 returned")
     elapsed = time.monotonic() - started
     assert scope.cancelled_caught
-    assert elapsed < 4.0, elapsed
+    assert elapsed < 8.0, elapsed
     assert ours(engine, execution.execution_id) == []
 
 
@@ -210,7 +210,7 @@ async def test_missing_image_fails_fast(executor, tmp_path):
     started = time.monotonic()
     with pytest.raises(ExecutorError, match="image 'no-such-image-here:1.0' is not available on this node"):
         await executor.run(execution)
-    assert time.monotonic() - started < 5.0
+    assert time.monotonic() - started < 10.0
 
 
 async def test_bad_command_is_an_executor_error(executor, tmp_path):

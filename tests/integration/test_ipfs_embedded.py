@@ -110,7 +110,7 @@ async def test_unknown_cid_times_out_and_the_node_keeps_serving(embedded_ipfs, t
     started = time.perf_counter()
     with pytest.raises(IPFSError, match=UNKNOWN_CID):
         await embedded_ipfs.get(UNKNOWN_CID, tmp_path / "never", timeout=1.0)
-    assert time.perf_counter() - started < 4.0
+    assert time.perf_counter() - started < 8.0
     assert not (tmp_path / "never").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".never")]  # no staging left
     with pytest.raises(IPFSError, match=UNKNOWN_CID):

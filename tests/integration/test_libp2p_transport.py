@@ -223,7 +223,7 @@ async def test_cancellation_leaves_no_tasks(tmp_path):
         await b.publish(JobAnnounce(job_id="j", requester_id=b.peer_id))
         port = int(a.addresses[0].split("/tcp/")[1].split("/")[0])
         cancelled_at = time.perf_counter()
-    assert time.perf_counter() - cancelled_at < 2.0
+    assert time.perf_counter() - cancelled_at < 5.0
     assert all_tasks() == before
     with pytest.raises(OSError):  # the listener is really closed
         socket.create_connection(("127.0.0.1", port), timeout=1).close()
@@ -262,7 +262,7 @@ async def test_request_retries_until_the_peer_comes_up(tmp_path):
         t0 = time.perf_counter()
         with pytest.raises(TransportError):
             await a.request(late.peer_id, NodeInfoRequest(), timeout=1.5)
-        assert time.perf_counter() - t0 < 3
+        assert time.perf_counter() - t0 < 6
 
 
 async def test_bootstrap_connects_at_start(tmp_path):

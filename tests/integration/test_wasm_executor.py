@@ -194,7 +194,7 @@ async def test_cancel_interrupts_an_infinite_loop(executor, wasm_modules, tmp_pa
         pytest.fail("an infinite loop returned")
     elapsed = time.monotonic() - started
     assert scope.cancelled_caught
-    assert elapsed < 2.0
+    assert elapsed < 5.0
     assert out(execution) == "looping\n"
     # The executor is usable again right away (its engine was per run).
     again = make_execution(tmp_path, wasm_modules["hello"])
