@@ -64,6 +64,7 @@ class NodeConfig:
     api_port: int = 1234
     swarm_host: str = "127.0.0.1"
     swarm_port: int = 0
+    ipfs_swarm_port: int = 0
     peers: tuple[str, ...] = ()
     ipfs_connect: str | None = None
     labels: dict[str, str] = field(default_factory=dict)
@@ -182,7 +183,11 @@ class Node:
         else:
             from bacalhau_py.ipfs.embedded import EmbeddedIPFS
 
-            embedded = EmbeddedIPFS(self.config.repo / "ipfs")
+            # The IPFS swarm listens where libp2p does: on a VM, other nodes
+            # fetch inputs and results from it.
+            embedded = EmbeddedIPFS(
+                self.config.repo / "ipfs", swarm_port=self.config.ipfs_swarm_port, swarm_host=self.config.swarm_host
+            )
             ready = await nursery.start(embedded.serve)
             self.ipfs_api = ready.api
         return KuboRPC(self.ipfs_api)
@@ -300,9 +305,11 @@ class Node:
             free_gpu=free.gpu,
             running=self.compute.running() if self.compute else 0,
             ipfs_peer_id=self.ipfs_identity.peer_id,
-            ipfs_addresses=[
-                a if "/p2p/" in a else f"{a}/p2p/{self.ipfs_identity.peer_id}" for a in self.ipfs_identity.addresses
-            ],
+            # Others dial these in order: loopback last, it only works on this machine.
+            ipfs_addresses=sorted(
+                (a if "/p2p/" in a else f"{a}/p2p/{self.ipfs_identity.peer_id}" for a in self.ipfs_identity.addresses),
+                key=lambda a: a.startswith("/ip4/127."),
+            ),
             version=__version__,
         )
 

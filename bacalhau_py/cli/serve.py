@@ -42,6 +42,8 @@ def configure_logging(level: str = "INFO") -> None:
               help="libp2p TCP port (0: any free port).")
 @click.option("--swarm-host", default="127.0.0.1", show_default=True,
               help="Address libp2p listens on (0.0.0.0 on a VM).")
+@click.option("--ipfs-swarm-port", type=click.IntRange(0, 65535), default=4001, show_default=True,
+              help="The embedded IPFS node's swarm port, on --swarm-host (0: any free port).")
 @click.option("--api-host", default="127.0.0.1", show_default=True, envvar="BACALHAU_API_HOST")
 @click.option("--api-port", type=click.IntRange(0, 65535), default=1234, show_default=True, envvar="BACALHAU_API_PORT")
 @click.option("--repo", type=click.Path(file_okay=False, path_type=Path), default=Path.home() / ".bacalhau",
@@ -63,7 +65,7 @@ def configure_logging(level: str = "INFO") -> None:
 @click.option("--engines", hidden=True, help="Offer only these engines (comma separated).")
 @click.option("--exit-on-stdin-eof", is_flag=True, hidden=True,
               help="Stop when standard input closes (the devstack's parent dies: no orphan nodes).")
-def serve(peers, swarm_port, swarm_host, api_host, api_port, repo, node_type, ipfs_connect, labels,
+def serve(peers, swarm_port, swarm_host, ipfs_swarm_port, api_host, api_port, repo, node_type, ipfs_connect, labels,
           limit_total_cpu, limit_total_memory, limit_total_gpu, limit_job_cpu, limit_job_memory,
           job_selection_data_locality, bad_actor, engines, exit_on_stdin_eof):
     """Run a long-lived node: requester and/or compute, with its own IPFS node."""
@@ -83,6 +85,7 @@ def serve(peers, swarm_port, swarm_host, api_host, api_port, repo, node_type, ip
         api_port=api_port,
         swarm_host=swarm_host,
         swarm_port=swarm_port,
+        ipfs_swarm_port=ipfs_swarm_port,
         peers=tuple(p for p in peers if p != "none"),
         ipfs_connect=ipfs_connect,
         labels=labels,

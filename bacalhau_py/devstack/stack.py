@@ -137,7 +137,8 @@ async def _start(repo_dir: Path, index: int, peers: list[str], extra: list[str])
     repo.mkdir(parents=True, exist_ok=True)
     command = [
         sys.executable, "-m", "bacalhau_py.cli.main", "serve",
-        "--repo", str(repo), "--api-port", "0", "--swarm-port", "0", "--exit-on-stdin-eof",
+        "--repo", str(repo), "--api-port", "0", "--swarm-port", "0", "--ipfs-swarm-port", "0",
+        "--exit-on-stdin-eof",
     ]
     for peer in peers:
         command += ["--peer", peer]

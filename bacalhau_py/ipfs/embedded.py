@@ -66,12 +66,14 @@ class EmbeddedIPFS:
         repo: Path,
         *,
         swarm_port: int = 0,
+        swarm_host: str = "127.0.0.1",
         api_port: int = 0,
         start_timeout: float = 30.0,
         max_stuck: int = 16,
     ) -> None:
         self.repo = Path(repo).absolute()
         self.swarm_port = swarm_port
+        self.swarm_host = swarm_host
         self.api_port = api_port
         self.start_timeout = start_timeout
         self.max_stuck = max_stuck
@@ -100,6 +102,7 @@ class EmbeddedIPFS:
             sys.executable, "-m", "bacalhau_py.ipfs.kubo_process",
             "--repo", str(self.repo),
             "--swarm-port", str(self.swarm_port),
+            "--swarm-host", self.swarm_host,
             "--api-port", str(self.api_port),
             "--max-stuck", str(self.max_stuck),
             "--exit-on-stdin-eof",

