@@ -23,9 +23,6 @@ class NodeDirectory:
         self._nodes[info.peer_id] = (trio.current_time(), info)
         return new
 
-    def forget(self, peer_id: str) -> None:
-        self._nodes.pop(peer_id, None)
-
     def all(self) -> list[NodeInfo]:
         """This node first, then the others that are not stale, by peer ID."""
         own = self._own_info()

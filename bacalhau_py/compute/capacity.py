@@ -70,10 +70,6 @@ class CapacityTracker:
     def free(self) -> Capacity:
         return self.total - self.used
 
-    @property
-    def running(self) -> int:
-        return len(self._reserved)
-
     def why_never(self, need: Capacity) -> str | None:
         """Why this node could never run a job needing `need` (over its limits), else None."""
         if not need.fits_in(self.total):

@@ -13,7 +13,6 @@ An IPVM task looks like::
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import yaml
@@ -64,8 +63,6 @@ def dump_spec_yaml(spec: JobSpec) -> str:
     return yaml.safe_dump(spec.model_dump(mode="json", exclude_defaults=False), sort_keys=False)
 
 
-def dump_spec_json(spec: JobSpec) -> str:
-    return json.dumps(spec.model_dump(mode="json"), indent=2)
 
 
 def _from_ipvm(data: dict[str, Any]) -> JobSpec:

@@ -145,21 +145,12 @@ def _remote_peer(stream: Any) -> str:
     return stream.muxed_conn.peer_id.to_base58()
 
 
-async def _reset_quietly(stream: Any) -> None:
-    # Resetting a stream that is already broken may raise; nothing to do then.
+async def _quietly(action) -> None:
+    """`stream.reset` or `stream.close` on a stream that may already be broken: failures don't matter then."""
     with trio.move_on_after(2) as scope:
         scope.shield = True
         try:
-            await stream.reset()
-        except Exception:  # noqa: BLE001
-            pass
-
-
-async def _close_quietly(stream: Any) -> None:
-    with trio.move_on_after(2) as scope:
-        scope.shield = True
-        try:
-            await stream.close()
+            await action()
         except Exception:  # noqa: BLE001
             pass
 
@@ -430,7 +421,7 @@ class Libp2pTransport:
                 raise InvalidMessage(f"reply signed by {sender}, expected {peer_id}")
             return message
         finally:
-            await _close_quietly(stream)
+            await _quietly(stream.close)
 
     async def _request_self(self, message: Message, timeout: float) -> Message:
         handler = self._handler
@@ -446,17 +437,17 @@ class Libp2pTransport:
         try:
             remote = _remote_peer(stream)
         except Exception:  # noqa: BLE001 - a stream without a connection: nothing to do
-            await _reset_quietly(stream)
+            await _quietly(stream.reset)
             return None
         try:
             with trio.fail_after(INBOUND_READ_TIMEOUT):
                 sender, message = await _read_request(stream, remote)
         except (TransportError, trio.TooSlowError) as e:
             log.warning("dropped %s from %s: %s", what, remote, _reason(e))
-            await _reset_quietly(stream)
+            await _quietly(stream.reset)
             return None
         if self._handler is None:
-            await _reset_quietly(stream)
+            await _quietly(stream.reset)
             return None
         return remote, sender, message
 
@@ -472,9 +463,9 @@ class Libp2pTransport:
                 await stream.write(encode_frame(seal(reply, self._key_pair)))
         except (TransportError, trio.TooSlowError) as e:
             log.warning("could not reply %s to %s: %s", reply.kind, remote, _reason(e))
-            await _reset_quietly(stream)
+            await _quietly(stream.reset)
             return
-        await _close_quietly(stream)
+        await _quietly(stream.close)
 
     # ---------------------------------------------------------- bulk streams
 
@@ -512,7 +503,7 @@ class Libp2pTransport:
                 else:
                     raise InvalidMessage(f"stream from {peer_id}: unknown frame tag {tag!r}")
         finally:
-            await _close_quietly(stream)
+            await _quietly(stream.close)
 
     async def _open_bulk(self, host: Any, peer_id: str, body: bytes, kind: str, timeout: float) -> Any:
         # Retry only the opening: once chunks flow, a failure is reported,
@@ -525,7 +516,7 @@ class Libp2pTransport:
                 with _libp2p_errors(f"stream request to {peer_id}"):
                     await stream.write(encode_frame(body))
             except BaseException:
-                await _reset_quietly(stream)
+                await _quietly(stream.reset)
                 raise
             return stream
 
@@ -550,19 +541,19 @@ class Libp2pTransport:
                 raise  # the stream itself broke: nothing more can be sent
             except BacalhauError as e:
                 await send(_ERROR + e.message.encode("utf-8")[:4096])
-                await _close_quietly(stream)
+                await _quietly(stream.close)
                 return
             except Exception as e:  # noqa: BLE001 - a handler bug must not kill the host
                 log.exception("stream handler for %s from %s failed", message.kind, sender)
                 await send(_ERROR + f"internal error: {type(e).__name__}".encode())
-                await _close_quietly(stream)
+                await _quietly(stream.close)
                 return
             await send(_END)
         except (TransportError, trio.TooSlowError) as e:
             log.warning("stream %s to %s aborted: %s", message.kind, remote, _reason(e))
-            await _reset_quietly(stream)
+            await _quietly(stream.reset)
             return
-        await _close_quietly(stream)
+        await _quietly(stream.close)
 
     # ---------------------------------------------------------------- gossip
 
