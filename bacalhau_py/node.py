@@ -17,7 +17,7 @@ from typing import Literal
 
 import trio
 
-from bacalhau_py import __version__
+from bacalhau_py import __version__, httpclient
 from bacalhau_py.compute.bidding import BidPolicy, BidStrategy
 from bacalhau_py.compute.capacity import ZERO, Capacity, CapacityTracker
 from bacalhau_py.compute.service import ComputeService
@@ -54,6 +54,7 @@ from bacalhau_py.transport.base import Transport
 log = logging.getLogger("bacalhau_py.node")
 
 ANNOUNCE_EVERY_SECONDS = 5.0
+READY_TIMEOUT = 30.0
 
 
 @dataclass(frozen=True)
@@ -101,7 +102,10 @@ class Node:
     async def serve(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         config = self.config
         repo = config.repo
-        await trio.to_thread.run_sync(lambda: (repo / "work").mkdir(parents=True, exist_ok=True))
+        try:
+            await trio.to_thread.run_sync(lambda: (repo / "work").mkdir(parents=True, exist_ok=True))
+        except OSError as error:
+            raise BacalhauError(f"cannot use {repo} as the node's repo: {error.strerror}") from None
         self.store = await trio.to_thread.run_sync(JobStore.open, repo / "jobs.sqlite")
         try:
             async with trio.open_nursery() as nursery:
@@ -151,6 +155,7 @@ class Node:
                 self.api_address = await nursery.start(
                     partial(serve_api, scratch_dir=repo / "work" / "uploads"), self, config.api_host, config.api_port
                 )
+                await self._check_serving()
                 log.info("node %s ready: api http://%s:%d", self.peer_id, *self.api_address)
                 task_status.started(self)
         finally:
@@ -160,6 +165,23 @@ class Node:
                 if self.ipfs is not None:
                     await self.ipfs.aclose()
                 self.store.close()
+
+    async def _check_serving(self) -> None:
+        """Ready means serving: the API answers a request over TCP and IPFS answers too.
+
+        Reported ready any earlier, a devstack or script may reach a node
+        that is not answering yet (or already failed), under load especially.
+        """
+        host, port = self.api_address
+        loopback = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+        url = f"http://[{loopback}]:{port}" if ":" in loopback else f"http://{loopback}:{port}"
+        with trio.fail_after(READY_TIMEOUT):
+            async with httpclient.AsyncClient(timeout=READY_TIMEOUT) as http:
+                with httpclient.translate(f"the node's own API at {url}"):
+                    response = await http.get(f"{url}/api/v1/version")
+            if response.status_code != 200:
+                raise BacalhauError(f"the node's own API at {url} answered HTTP {response.status_code}")
+            await self.ipfs.id()
 
     async def drain(self) -> None:
         """Before stopping, while the network is up (a graceful stop).

@@ -79,6 +79,13 @@ def main(argv: list[str] | None = None) -> None:
         _fail(error.format_message(), error.exit_code)
     except BacalhauError as error:
         _fail(str(error), error.exit_code)
+    except BaseExceptionGroup as group:
+        # trio's nurseries wrap what their tasks raise: an expected error is
+        # still one line, whichever task (API, IPFS, libp2p) raised it.
+        error = _expected(group)
+        if error is None:
+            raise
+        _fail(str(error), error.exit_code)
     except (click.Abort, KeyboardInterrupt):
         _fail("interrupted", 130)
     except BrokenPipeError:
@@ -86,6 +93,18 @@ def main(argv: list[str] | None = None) -> None:
         sys.stderr.close()
         sys.exit(0)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _expected(group: BaseExceptionGroup) -> BacalhauError | None:
+    """The first `BacalhauError` of a group that holds nothing else (but cancellations)."""
+    import trio
+
+    errors, rest = group.split(BacalhauError)
+    if errors is None or (rest is not None and rest.split(trio.Cancelled)[1] is not None):
+        return None
+    while isinstance(errors, BaseExceptionGroup):
+        errors = errors.exceptions[0]
+    return errors
 
 
 def _usage_line(error: click.UsageError) -> str:

@@ -72,7 +72,7 @@ def serve(peers, swarm_port, swarm_host, ipfs_swarm_port, api_host, api_port, re
     import trio
 
     from bacalhau_py.compute.capacity import Capacity
-    from bacalhau_py.errors import UserInputError
+    from bacalhau_py.errors import BacalhauError, UserInputError
     from bacalhau_py.node import Node, NodeConfig
 
     types = frozenset(t.strip() for t in node_type.split(",") if t.strip())
@@ -123,7 +123,10 @@ def serve(peers, swarm_port, swarm_host, ipfs_swarm_port, api_host, api_port, re
                     nursery.start_soon(drain_then_stop, node, nursery.cancel_scope)
                 nursery.cancel_scope.cancel()
 
-    config.repo.mkdir(parents=True, exist_ok=True)
+    try:
+        config.repo.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise BacalhauError(f"--repo {config.repo}: cannot create it: {error.strerror}") from None
     trio.run(main)
 
 

@@ -111,6 +111,11 @@ def _libp2p_errors(what: str) -> Iterator[None]:
     except trio.TooSlowError:
         raise TransportError(f"{what}: timed out") from None
     except Exception as e:  # noqa: BLE001 - libp2p raises many unrelated types
+        # The innermost error says what happened; trio's groups only say where.
+        while isinstance(e, BaseExceptionGroup) and len(e.exceptions) == 1 and isinstance(e.exceptions[0], Exception):
+            e = e.exceptions[0]
+        if isinstance(e, BacalhauError):
+            raise e from None
         detail = " ".join(str(e).split())[:200]
         raise TransportError(f"{what}: {type(e).__name__}: {detail}" if detail else f"{what}: {type(e).__name__}") from e
 
@@ -204,6 +209,22 @@ def _interface_ipv4s() -> list[str]:
     return sorted(set(ips), key=lambda ip: (ip.startswith("127."), ip))
 
 
+def _why_not_listening(address: multiaddr.Multiaddr) -> str:
+    """The OS's reason a TCP listen on `address` fails (py-libp2p keeps its own to itself)."""
+    import socket
+
+    host = address.value_for_protocol("ip6" if "ip6" in {p.name for p in address.protocols()} else "ip4")
+    port = int(address.value_for_protocol("tcp"))
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            taken = " (is another process using it? choose another --swarm-port)" if port else ""
+            return f"{error.strerror}{taken}"
+    return "the libp2p listener did not start"
+
+
 def _local_copy(message: Message) -> Message:
     """Round-trip through JSON + schema so in-process dispatch sees what the wire would."""
     return MESSAGE.validate_json(MESSAGE.dump_json(message))
@@ -287,6 +308,10 @@ class Libp2pTransport:
         try:
             with _libp2p_errors(f"libp2p host on {self._listen_addr}"):
                 async with host.run([self._listen_addr]):
+                    if not host.get_addrs():
+                        # py-libp2p logs a failed listen at debug level and runs on
+                        # without a listener: a node nobody can dial. Say why instead.
+                        raise TransportError(f"cannot listen on {self._listen_addr}: {_why_not_listening(self._listen_addr)}")
                     try:
                         async with background_trio_service(router), background_trio_service(pubsub):
                             with trio.fail_after(10):
