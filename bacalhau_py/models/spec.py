@@ -159,13 +159,14 @@ class Resources(Frozen):
     cpu: float | None = None
     memory: int | None = None
     gpu: int = 0
+    disk: int | None = None
 
     @field_validator("cpu", mode="before")
     @classmethod
     def _cpu(cls, value):
         return None if value in (None, "") else parse_cpu(value)
 
-    @field_validator("memory", mode="before")
+    @field_validator("memory", "disk", mode="before")
     @classmethod
     def _memory(cls, value):
         return None if value in (None, "") else parse_size(value)
@@ -194,8 +195,17 @@ class Deal(Frozen):
         return self
 
 
+class WasmImport(Frozen):
+    """A wasm module linked before the main one: the main module's imports
+    from module `name` resolve to this module's exports (as Bacalhau's
+    ImportModules, whose names are the modules' CIDs or URLs)."""
+
+    name: Annotated[str, Field(min_length=1, max_length=1024)]
+    module: InputSource
+
+
 class Task(Frozen):
-    """What to run. docker: `image` (+ entrypoint, command). wasm: `module`. noop: neither."""
+    """What to run. docker: `image` (+ entrypoint, command). wasm: `module` (+ imports). noop: neither."""
 
     engine: Engine
     image: str | None = None
@@ -206,6 +216,7 @@ class Task(Frozen):
     env: dict[str, str] = {}
     workdir: str | None = None
     network: Literal["none", "full"] = "none"
+    imports: list[WasmImport] = []
 
     @field_validator("env")
     @classmethod
@@ -237,6 +248,11 @@ class Task(Frozen):
                 raise ValueError("a wasm task needs `module` (a CID or inline .wasm bytes)")
             if self.image is not None:
                 raise ValueError("a wasm task takes `module`, not `image`")
+            names = [i.name for i in self.imports]
+            if len(set(names)) != len(names):
+                raise ValueError(f"wasm import names must be unique, got {names}")
+        if self.imports and self.engine is not Engine.WASM:
+            raise ValueError("only a wasm task takes `imports`")
         return self
 
 
