@@ -54,6 +54,7 @@ _PREFIXES = {
     "kibi": 2**10, "mebi": 2**20, "gibi": 2**30, "tebi": 2**40,
 }
 _SUBSECOND = {"": 1.0, "milli": 1e-3, "micro": 1e-6, "nano": 1e-9}
+_MAX_BYTES = 2**63
 _TIME_UNITS = {"second": 1, "seconds": 1, "minute": 60, "minutes": 60, "hour": 3600, "hours": 3600}
 
 
@@ -80,7 +81,7 @@ def read_task(data: dict[str, Any]) -> IPVMTask:
     if "do" in data and "can" in data:
         raise UserInputError("ipvm: give `do` or `can` (another name for it), not both")
     do = data.get("do", data.get("can"))
-    if do not in DO:
+    if not isinstance(do, str) or do not in DO:
         raise UserInputError(f"ipvm.do: {do!r} is not supported (expected one of {', '.join(DO)})")
     engine = DO[do]
     inputs = _mapping(data.get("inputs"), "ipvm.inputs")
@@ -240,6 +241,7 @@ def size_bytes(value: Any, where: str) -> int:
         if (
             len(value) != 3
             or not _number(value[0])
+            or not isinstance(value[1], str)
             or value[1] not in _PREFIXES
             or value[2] not in ("byte", "bytes")
         ):
@@ -247,9 +249,10 @@ def size_bytes(value: Any, where: str) -> int:
                 f"{where}: {value!r} is not a size (expected e.g. [1, \"giga\", \"byte\"]; "
                 f"prefixes: {', '.join(p for p in _PREFIXES if p)})"
             )
-        if value[0] < 0:
-            raise UserInputError(f"{where}: must not be negative")
-        return int(value[0] * _PREFIXES[value[1]])
+        total = value[0] * _PREFIXES[value[1]]
+        if not 0 <= total < _MAX_BYTES:
+            raise UserInputError(f"{where}: {value!r} is not between 0 and 2^63 bytes")
+        return int(total)
     if isinstance(value, bool) or not isinstance(value, (int, str)):
         raise UserInputError(f"{where}: {value!r} is not a size (expected e.g. [1, \"giga\", \"byte\"] or \"1Gb\")")
     try:
@@ -262,11 +265,11 @@ def duration_seconds(value: Any, where: str) -> float:
     """Seconds from a number, `[N, "minutes"]` or `[N, "milli", "seconds"]`."""
     if _number(value):
         return float(value)
-    if isinstance(value, list) and len(value) == 2 and _number(value[0]) and value[1] in _TIME_UNITS:
+    if isinstance(value, list) and len(value) == 2 and _number(value[0]) and value[1] in list(_TIME_UNITS):
         return float(value[0] * _TIME_UNITS[value[1]])
     if (
         isinstance(value, list) and len(value) == 3 and _number(value[0])
-        and value[1] in _SUBSECOND and value[2] in ("second", "seconds")
+        and value[1] in list(_SUBSECOND) and value[2] in ("second", "seconds")
     ):
         return float(value[0] * _SUBSECOND[value[1]])
     raise UserInputError(
@@ -281,7 +284,7 @@ def _number(value: Any) -> bool:
 def _check_publisher(name: Any) -> None:
     from bacalhau_py.publisher import PUBLISHERS
 
-    if name not in PUBLISHERS:
+    if not isinstance(name, str) or name not in PUBLISHERS:
         raise UserInputError(
             f"ipvm.meta.bacalhau/config.publisher: {name!r} is not a publisher this network has "
             f"(it has: {', '.join(PUBLISHERS)})"

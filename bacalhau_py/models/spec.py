@@ -43,18 +43,23 @@ def parse_size(text: str | int) -> int:
         if text < 0:
             raise ValueError("must not be negative")
         return text
-    match = _SIZE.match(text)
+    match = _SIZE.match(text) if isinstance(text, str) else None
     if not match:
         raise ValueError(f"{text!r} is not a size (expected e.g. 64Mb, 1Gb, 512MiB)")
     number, unit = match.groups()
     letter = (unit or "b")[0].lower()
-    return int(float(number) * 1024 ** "bkmgt".index(letter))
+    size = float(number) * 1024 ** "bkmgt".index(letter)
+    if size >= 2**63:
+        raise ValueError(f"{text!r} is too large")
+    return int(size)
 
 
 def parse_cpu(text: str | float) -> float:
     """Parse `0.5`, `2`, `500m` (millicores) into cores."""
     if isinstance(text, (int, float)):
         value = float(text)
+    elif not isinstance(text, str):
+        raise ValueError(f"{text!r} is not a CPU amount (expected e.g. 0.5, 2, 500m)")
     else:
         raw = text.strip().lower()
         try:

@@ -201,3 +201,35 @@ def test_yaml_and_plain_json_specs_still_read():
     assert load_spec("{task: {engine: docker, image: busybox}}").task.image == "busybox"
     assert load_spec('{"task": {"engine": "docker", "image": "busybox"}}').task.image == "busybox"
     assert load_spec("with: busybox\ndo: docker/run\n").task.image == "busybox"
+
+
+HOSTILE = [
+    {"with": "busybox", "do": ["docker/run"]},
+    {"with": ["busybox"], "do": "docker/run"},
+    {"with": {"/": 5}, "do": "wasm32-wasi/run"},
+    {"with": "busybox", "do": "docker/run", "inputs": []},
+    {"with": "busybox", "do": "docker/run", "inputs": {"mounts": {"/a": {"url": 5}}}},
+    {"with": "busybox", "do": "docker/run", "inputs": {"mounts": {"/a": {"/": [CID]}}}},
+    {"with": "busybox", "do": "docker/run", "inputs": {"outputs": {"/a": {"name": ["x"]}}}},
+    {"with": "busybox", "do": "docker/run", "inputs": {"entrypoint": {"a": 1}, "env": {"A": 1}}},
+    {"with": CID, "do": "wasm32-wasi/run", "inputs": {"imports": [{"/": CID, "name": {"x": 1}}]}},
+    {"with": CID, "do": "wasm32-wasi/run", "inputs": {"imports": "x"}},
+    {"with": "busybox", "do": "docker/run", "meta": []},
+    {"with": "busybox", "do": "docker/run", "meta": {"bacalhau/config": {"publisher": ["ipfs"]}}},
+    {"with": "busybox", "do": "docker/run", "meta": {"bacalhau/config": {"verifier": {"a": 1}}}},
+    {"with": "busybox", "do": "docker/run", "meta": {"bacalhau/config": {"resources": {"memory": [1, ["giga"], "byte"]}}}},
+    {"with": "busybox", "do": "docker/run", "meta": {"bacalhau/config": {"resources": {"memory": [1e300, "tera", "byte"]}}}},
+    {"with": "busybox", "do": "docker/run", "meta": {"bacalhau/config": {"resources": {"disk": "9" * 400 + "Tb"}}}},
+    {"with": "busybox", "do": "docker/run", "meta": {"bacalhau/config": {"resources": {"cpu": [1]}}}},
+    {"with": "busybox", "do": "docker/run", "meta": {"ipvm/config": {"timeout": [1, ["milli"], "seconds"]}}},
+    {"with": "busybox", "do": "docker/run", "meta": {"ipvm/config": {"timeout": 10**10}}},
+    {"with": "busybox", "do": "docker/run", "meta": {"bacalhau/config": {"deal": {"concurrency": "many"}}}},
+]
+
+
+@pytest.mark.parametrize("data", HOSTILE, ids=range(len(HOSTILE)))
+def test_hostile_tasks_are_one_line_input_errors(data):
+    # The API reads IPVM tasks too: whatever arrives is a 400 with one line, never a crash.
+    with pytest.raises(UserInputError) as error:
+        load_spec(json.dumps(data))
+    assert "\n" not in str(error.value)
