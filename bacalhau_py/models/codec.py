@@ -92,7 +92,7 @@ def _parse(text: str) -> Any:
 
 
 # Leading blanks and `//` or `/* */` comments, then `{`.
-_JSON_START = re.compile(r"^(?:\s+|//[^\n]*\n|/\*.*?\*/)*\{", re.DOTALL)
+_JSON_START = re.compile(r"^(?:\s|//[^\n]*\n|/\*.*?\*/)*\{", re.DOTALL)
 
 
 def _no_constant(name: str) -> Any:

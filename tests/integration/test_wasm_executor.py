@@ -13,8 +13,7 @@ from bacalhau_py.context import ProviderContext
 from bacalhau_py.errors import ExecutorError
 from bacalhau_py.executor.base import MAX_LOG_BYTES, Mount, PreparedExecution
 from bacalhau_py.executor.wasm import TRAP_EXIT_CODE, WasmExecutor
-from bacalhau_py.models import InputSource, JobSpec, Resources, Task
-from bacalhau_py.models.spec import WasmImport
+from bacalhau_py.models import InputSource, JobSpec, Resources, Task, WasmImport
 
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets" / "wasm"
