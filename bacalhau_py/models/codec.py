@@ -60,8 +60,12 @@ def decode_dict(data: Any) -> DecodedSpec:
 
 
 def load_spec(text: str) -> JobSpec:
-    """Parse a YAML or JSON spec text (JSON is YAML) into a JobSpec."""
+    """Parse a spec text (YAML, JSON, or JSON with comments and trailing commas) into a JobSpec."""
     return decode_spec(text).spec
+
+
+def dump_spec_yaml(spec: JobSpec) -> str:
+    return yaml.safe_dump(spec.model_dump(mode="json", exclude_defaults=False), sort_keys=False)
 
 
 def decode_spec(text: str) -> DecodedSpec:
@@ -75,6 +79,8 @@ def _parse(text: str) -> Any:
             return json5.loads(text, allow_duplicate_keys=False, parse_constant=_no_constant)
         except ValueError as error:
             json_error = str(error)
+        except RecursionError:
+            raise UserInputError("spec: nested too deeply") from None
         if not json_error.startswith("<string>:"):
             # Well-formed, but refused (a duplicate key, NaN).
             raise UserInputError(f"spec: {json_error}")
@@ -98,6 +104,3 @@ _JSON_START = re.compile(r"^(?:\s|//[^\n]*\n|/\*.*?\*/)*\{", re.DOTALL)
 def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a number a spec may hold")
 
-
-def dump_spec_yaml(spec: JobSpec) -> str:
-    return yaml.safe_dump(spec.model_dump(mode="json", exclude_defaults=False), sort_keys=False)

@@ -188,6 +188,7 @@ def test_json_with_comments_keeps_comment_marks_inside_strings():
         ('{"with": "busybox", "do": "docker/run", "do": "wasm32-wasi/run"}', 'Duplicate key "do"'),
         ('{"with": "busybox", "do": "docker/run", "meta": {"ipvm/config": {"timeout": NaN}}}', "NaN"),
         ('{"with": "busybox",\n "do": "docker/run" "inputs": {}}', "spec: not valid JSON: line 2 Unexpected"),
+        ('{"with": ' + "[" * 50_000, "spec: nested too deeply"),
     ],
 )
 def test_bad_tasks_get_one_line_naming_the_field(text, message):
