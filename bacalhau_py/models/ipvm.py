@@ -53,12 +53,12 @@ _PREFIXES = {
     "": 1, "kilo": 10**3, "mega": 10**6, "giga": 10**9, "tera": 10**12,
     "kibi": 2**10, "mebi": 2**20, "gibi": 2**30, "tebi": 2**40,
 }
-_SUBSECOND = {"": 1.0, "milli": 1e-3, "micro": 1e-6, "nano": 1e-9}
 _MAX_BYTES = 2**63
+_SUBSECOND = {"": 1.0, "milli": 1e-3, "micro": 1e-6, "nano": 1e-9}
 _TIME_UNITS = {"second": 1, "seconds": 1, "minute": 60, "minutes": 60, "hour": 3600, "hours": 3600}
 
 
-@dataclass
+@dataclass(frozen=True)
 class IPVMTask:
     """A task read into our spec, with what was accepted but has no effect here."""
 
