@@ -3,7 +3,7 @@
 - ``wasm_modules`` (session): ``dict[str, Path]`` from program name to a
   compiled WASI module, one per ``tests/assets/wasm/<name>.c`` (hello, env,
   exit_code, echo_args, cat, write_file, csv_transform, loop, alloc,
-  time_random, big_output, relative; each file's header comment says what it
+  time_random, big_output, relative, easter_main; each file's header comment says what it
   does). Built with ``clang --target=wasm32-wasi`` into
   ``.state/wasm/<hash of sources and flags>/`` so a rerun reuses them; a
   missing clang fails the tests that use it.

@@ -126,11 +126,72 @@ def _module_source(module: str, *, dry_run: bool) -> dict[str, Any]:
 @click.command()
 @click.argument("file", type=click.File("r"))
 def validate(file) -> None:
-    """Check a job spec file (YAML, JSON or IPVM; '-' for stdin); exit 0 if valid."""
-    from bacalhau_py.models.codec import load_spec
+    """Check a job spec file (YAML, JSON or IPVM; '-' for stdin); exit 0 if valid.
 
-    spec = load_spec(file.read())
+    Prints what it understood: engine, image or module, mounts, outputs, resources.
+    """
+    from bacalhau_py.models.codec import decode_spec
+
+    decoded = decode_spec(file.read())
+    _warn(decoded.warnings)
+    spec = decoded.spec
     click.echo(f"{file.name}: valid {spec.task.engine.value} job spec")
+    for name, value in understood(spec):
+        click.echo(f"  {name + ':':<12}{value}")
+
+
+def understood(spec) -> list[tuple[str, str]]:
+    """A spec as `validate` shows it: one (name, value) per line."""
+    import shlex
+
+    task = spec.task
+    lines = [("engine", task.engine.value)]
+    if task.image is not None:
+        lines.append(("image", task.image))
+    if task.module is not None:
+        lines.append(("module", _where(task.module)))
+        # Unnamed imports are known by their CID or URL: show that once.
+        lines += [
+            ("import", _where(i.module) if i.name in (i.module.cid, i.module.url) else f"{i.name} <- {_where(i.module)}")
+            for i in task.imports
+        ]
+        lines.append(("entrypoint", task.entry_point))
+    command = [*(task.entrypoint or []), *task.command]
+    if command:
+        lines.append(("command", shlex.join(command)))
+    lines += [("mount", f"{i.path} <- {_where(i)}") for i in spec.inputs]
+    lines += [("output", f"{o.path} -> {o.name}/") for o in spec.outputs]
+    resources = spec.resources
+    amounts = [
+        f"cpu {resources.cpu:g}" if resources.cpu is not None else "",
+        f"memory {_bytes(resources.memory)}" if resources.memory is not None else "",
+        f"disk {_bytes(resources.disk)}" if resources.disk is not None else "",
+        f"gpu {resources.gpu}" if resources.gpu else "",
+    ]
+    lines.append(("resources", ", ".join(a for a in amounts if a) or "node defaults"))
+    lines.append(("timeout", f"{spec.timeout:g} s"))
+    lines.append(("verifier", spec.verifier))
+    lines.append(("publisher", spec.publisher))
+    if spec.labels:
+        lines.append(("labels", ", ".join(spec.labels)))
+    return lines
+
+
+def _where(source) -> str:
+    if source.source == "ipfs":
+        return f"ipfs://{source.cid}"
+    if source.source == "url":
+        return source.url
+    return f"inline ({len(source.inline_bytes())} bytes)"
+
+
+def _bytes(count: int) -> str:
+    return f"{count} bytes" + (f" ({count / 2**20:.4g} MiB)" if count >= 2**20 else "")
+
+
+def _warn(warnings: list[str]) -> None:
+    for warning in warnings:
+        click.echo(f"Warning: {warning}", err=True)
 
 
 @click.command()
@@ -138,9 +199,11 @@ def validate(file) -> None:
 @submission_options
 def create(file, **flags: Any) -> None:
     """Submit a job spec file (YAML, JSON or IPVM task; '-' for stdin); print its ID."""
-    from bacalhau_py.models.codec import load_spec
+    from bacalhau_py.models.codec import decode_spec
 
-    submit(load_spec(file.read()), flags)
+    decoded = decode_spec(file.read())
+    _warn(decoded.warnings)
+    submit(decoded.spec, flags)
 
 
 def submit(spec, flags: dict[str, Any]) -> None:

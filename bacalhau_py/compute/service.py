@@ -320,9 +320,18 @@ class ComputeService:
             await trio.to_thread.run_sync(dest.mkdir)
             module.append(await self.storages[spec.task.module.source].prepare(spec.task.module, dest))
 
+        imports: list[Path | None] = [None] * len(spec.task.imports)
+
+        async def fetch_import(index: int) -> None:
+            dest = inputs_dir / f"import-{index}"
+            await trio.to_thread.run_sync(dest.mkdir)
+            source = spec.task.imports[index].module
+            imports[index] = await self.storages[source.source].prepare(source, dest)
+
         fetches = [partial(fetch, index) for index in range(len(spec.inputs))]
         if spec.task.module is not None:
             fetches.append(fetch_module)
+        fetches += [partial(fetch_import, index) for index in range(len(imports))]
         await run_all(fetches)
 
         outputs = [Mount(source=result_dir / o.name, target=o.path, read_only=False) for o in spec.outputs]
@@ -340,6 +349,7 @@ class ComputeService:
             outputs=outputs,
             result_dir=result_dir,
             module=module[0] if module else None,
+            imports=tuple(path for path in imports if path is not None),
         )
 
     async def _update(

@@ -49,6 +49,8 @@ class PreparedExecution:
     """Where `stdout` and `stderr` go; published after the run."""
     module: Path | None = None
     """wasm only: the module file fetched from `spec.task.module`."""
+    imports: tuple[Path, ...] = ()
+    """wasm only: the module files fetched from `spec.task.imports`, in its order."""
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,10 @@ What a job sees
   lie inside a mount) is also preopened as ``.``, which wasi-libc uses as the
   fallback for every path no other preopen claims: relative paths then resolve
   inside the workdir. ``getcwd()`` still answers ``/``.
+- Imports: each of ``spec.task.imports`` is instantiated in order (with the
+  same WASI, so it shares the job's files and output) and its exports are
+  defined under its name; the main module, and later imports, import from it
+  by that name (as Bacalhau's ImportModules: a CID, a URL or a given name).
 - Entry point: ``spec.task.entry_point`` (default ``_start``). Another export
   is called with no arguments after ``_initialize`` (reactor modules), if the
   module has one; its return values are ignored.
@@ -445,8 +449,26 @@ class _Run:
         store.set_epoch_deadline(1)
         if self.interrupted.is_set():
             return RunResult(exit_code=TRAP_EXIT_CODE, message=_INTERRUPTED), ""
+        self._link_imports(linker, store)
         entries = self._instantiate(linker, store, module, spec.task.entry_point)
         return self._call(store, entries)
+
+    def _link_imports(self, linker: wasmtime.Linker, store: wasmtime.Store) -> None:
+        """Instantiate each imported module, in order, and define its exports
+        under its name, so later modules (and the main one) import from it."""
+        for spec_import, path in zip(self.execution.spec.task.imports, self.execution.imports, strict=True):
+            module = self._load_module(path)
+            try:
+                instance = linker.instantiate(store, module)
+                linker.define_instance(store, spec_import.name, instance)
+                # A reactor (a library built with `-mexec-model=reactor`) sets itself up here.
+                initialize = instance.exports(store).get("_initialize")
+                if isinstance(initialize, wasmtime.Func):
+                    initialize(store)
+            except (_ProcExit, wasmtime.WasmtimeError, wasmtime.Trap) as error:
+                raise ExecutorError(
+                    f"cannot start the imported wasm module {spec_import.name!r}: {_first_line(error)}"
+                ) from None
 
     def _load_module(self, path: Path) -> wasmtime.Module:
         try:

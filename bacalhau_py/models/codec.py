@@ -1,27 +1,24 @@
 """Reading and writing job specs: this project's YAML/JSON spec and IPVM tasks.
 
-An IPVM task looks like::
-
-    {"with": "busybox" | "ipfs://Qm...wasm",
-     "do": "docker/run" | "wasm32-wasi/run",
-     "inputs": {"entrypoint": [...], "args": [...], "env": {...}, "workdir": "/",
-                "mounts": {"/inputs": {"/": "Qm..."}, "/data": {"url": "https://..."}},
-                "outputs": {"results": "/outputs"}},
-     "meta": {"bacalhau/config": {"verifier": ..., "publisher": ..., "timeout": ...,
-                                  "resources": {...}, "deal": {...}}}}
+A spec file is YAML, JSON, or JSON with `//` and `/* */` comments and
+trailing commas (as the IPVM discussion writes its examples; read as JSON5).
+A mapping with `with` and `do` (or `can`) is an IPVM task, read by
+`models/ipvm.py`; any other mapping is this project's JobSpec.
 """
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass, field
 from typing import Any
 
+import json5
 import yaml
 from pydantic import ValidationError
 
 from bacalhau_py.errors import UserInputError
+from bacalhau_py.models.ipvm import is_ipvm_task, read_task
 from bacalhau_py.models.spec import JobSpec
-
-IPVM_DO = {"docker/run": "docker", "wasm32-wasi/run": "wasm"}
 
 
 def describe_validation_error(error: ValidationError, prefix: str = "spec") -> str:
@@ -36,96 +33,74 @@ def describe_validation_error(error: ValidationError, prefix: str = "spec") -> s
     return f"{location}: {message}"
 
 
+@dataclass(frozen=True)
+class DecodedSpec:
+    """A spec read from a file, and what it asked for that has no effect here."""
+
+    spec: JobSpec
+    warnings: list[str] = field(default_factory=list)
+
+
 def spec_from_dict(data: Any) -> JobSpec:
     """Validate a decoded spec (ours or IPVM) into a JobSpec."""
+    return decode_dict(data).spec
+
+
+def decode_dict(data: Any) -> DecodedSpec:
     if not isinstance(data, dict):
         raise UserInputError("spec: expected a mapping (YAML or JSON object) at the top level")
-    if "with" in data or "do" in data:
-        return _from_ipvm(data)
+    ipvm = is_ipvm_task(data)
     try:
-        return JobSpec.model_validate(data)
+        if ipvm:
+            task = read_task(data)
+            return DecodedSpec(task.spec, task.warnings)
+        return DecodedSpec(JobSpec.model_validate(data))
     except ValidationError as error:
-        raise UserInputError(describe_validation_error(error)) from None
+        raise UserInputError(describe_validation_error(error, prefix="ipvm" if ipvm else "spec")) from None
 
 
 def load_spec(text: str) -> JobSpec:
-    """Parse a YAML or JSON spec text (JSON is YAML) into a JobSpec."""
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise UserInputError(f"spec: not valid YAML or JSON{where}") from None
-    return spec_from_dict(data)
+    """Parse a spec text (YAML, JSON, or JSON with comments and trailing commas) into a JobSpec."""
+    return decode_spec(text).spec
 
 
 def dump_spec_yaml(spec: JobSpec) -> str:
     return yaml.safe_dump(spec.model_dump(mode="json", exclude_defaults=False), sort_keys=False)
 
 
+def decode_spec(text: str) -> DecodedSpec:
+    """Parse a spec text (YAML, JSON, or JSON with comments and trailing commas), with its warnings."""
+    return decode_dict(_parse(text))
 
 
-def _from_ipvm(data: dict[str, Any]) -> JobSpec:
-    unknown = set(data) - {"with", "do", "inputs", "meta"}
-    if unknown:
-        raise UserInputError(f"ipvm.{sorted(unknown)[0]}: unknown field (expected with, do, inputs, meta)")
-    do = data.get("do")
-    if do not in IPVM_DO:
-        raise UserInputError(f"ipvm.do: {do!r} is not supported (expected one of {', '.join(IPVM_DO)})")
-    target = data.get("with")
-    if not isinstance(target, str) or not target:
-        raise UserInputError("ipvm.with: expected an image name or ipfs://CID of a wasm module")
-    inputs = data.get("inputs") or {}
-    meta = data.get("meta") or {}
-    if not isinstance(inputs, dict) or not isinstance(meta, dict):
-        raise UserInputError("ipvm.inputs and ipvm.meta: expected mappings")
-    config = meta.get("bacalhau/config") or {}
-    if not isinstance(config, dict):
-        raise UserInputError("ipvm.meta.bacalhau/config: expected a mapping")
-
-    engine = IPVM_DO[do]
-    task: dict[str, Any] = {
-        "engine": engine,
-        "command": inputs.get("args", []),
-        "env": inputs.get("env", {}),
-        "workdir": inputs.get("workdir"),
-    }
-    if "network" in inputs:
-        task["network"] = inputs["network"]
-    if engine == "docker":
-        task["image"] = target
-        if "entrypoint" in inputs:
-            task["entrypoint"] = inputs["entrypoint"]
-    else:
-        task["module"] = {"source": "ipfs", "cid": target.removeprefix("ipfs://"), "path": "/module.wasm"}
-        if "entrypoint" in inputs:
-            task["entry_point"] = inputs["entrypoint"]
-
-    mounts = inputs.get("mounts", {})
-    if not isinstance(mounts, dict):
-        raise UserInputError("ipvm.inputs.mounts: expected a mapping of path to {'/': CID} or {'url': URL}")
-    spec_inputs = []
-    for path, link in mounts.items():
-        if isinstance(link, dict) and "/" in link:
-            spec_inputs.append({"source": "ipfs", "cid": link["/"], "path": path})
-        elif isinstance(link, dict) and "url" in link:
-            spec_inputs.append({"source": "url", "url": link["url"], "path": path})
-        else:
-            raise UserInputError(f"ipvm.inputs.mounts.{path}: expected {{'/': CID}} or {{'url': URL}}")
-
-    outputs = inputs.get("outputs", {})
-    if not isinstance(outputs, dict):
-        raise UserInputError("ipvm.inputs.outputs: expected a mapping of name to path")
-
-    spec: dict[str, Any] = {
-        "task": task,
-        "inputs": spec_inputs,
-        "outputs": [{"name": name, "path": path} for name, path in outputs.items()],
-    }
-    for key in ("verifier", "publisher", "timeout", "resources", "deal", "labels", "selector"):
-        if key in config:
-            spec[key] = config[key]
+def _parse(text: str) -> Any:
+    if _JSON_START.match(text):
+        try:
+            return json5.loads(text, allow_duplicate_keys=False, parse_constant=_no_constant)
+        except ValueError as error:
+            json_error = str(error)
+        except RecursionError:
+            raise UserInputError("spec: nested too deeply") from None
+        if not json_error.startswith("<string>:"):
+            # Well-formed, but refused (a duplicate key, NaN).
+            raise UserInputError(f"spec: {json_error}")
+        # Not JSON at all: a YAML flow mapping also starts with `{`.
+        try:
+            return yaml.safe_load(text)
+        except yaml.YAMLError:
+            raise UserInputError(f"spec: not valid JSON: line {json_error.removeprefix('<string>:')}") from None
     try:
-        return JobSpec.model_validate(spec)
-    except ValidationError as error:
-        raise UserInputError(describe_validation_error(error, prefix="ipvm")) from None
+        return yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise UserInputError(f"spec: not valid YAML or JSON{where}") from None
+
+
+# Leading blanks and `//` or `/* */` comments, then `{`.
+_JSON_START = re.compile(r"^(?:\s|//[^\n]*\n|/\*.*?\*/)*\{", re.DOTALL)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number a spec may hold")
+

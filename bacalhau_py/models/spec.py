@@ -43,18 +43,23 @@ def parse_size(text: str | int) -> int:
         if text < 0:
             raise ValueError("must not be negative")
         return text
-    match = _SIZE.match(text)
+    match = _SIZE.match(text) if isinstance(text, str) else None
     if not match:
         raise ValueError(f"{text!r} is not a size (expected e.g. 64Mb, 1Gb, 512MiB)")
     number, unit = match.groups()
     letter = (unit or "b")[0].lower()
-    return int(float(number) * 1024 ** "bkmgt".index(letter))
+    size = float(number) * 1024 ** "bkmgt".index(letter)
+    if size >= 2**63:
+        raise ValueError(f"{text!r} is too large")
+    return int(size)
 
 
 def parse_cpu(text: str | float) -> float:
     """Parse `0.5`, `2`, `500m` (millicores) into cores."""
     if isinstance(text, (int, float)):
         value = float(text)
+    elif not isinstance(text, str):
+        raise ValueError(f"{text!r} is not a CPU amount (expected e.g. 0.5, 2, 500m)")
     else:
         raw = text.strip().lower()
         try:
@@ -159,13 +164,14 @@ class Resources(Frozen):
     cpu: float | None = None
     memory: int | None = None
     gpu: int = 0
+    disk: int | None = None
 
     @field_validator("cpu", mode="before")
     @classmethod
     def _cpu(cls, value):
         return None if value in (None, "") else parse_cpu(value)
 
-    @field_validator("memory", mode="before")
+    @field_validator("memory", "disk", mode="before")
     @classmethod
     def _memory(cls, value):
         return None if value in (None, "") else parse_size(value)
@@ -194,8 +200,17 @@ class Deal(Frozen):
         return self
 
 
+class WasmImport(Frozen):
+    """A wasm module linked before the main one: the main module's imports
+    from module `name` resolve to this module's exports (as Bacalhau's
+    ImportModules, whose names are the modules' CIDs or URLs)."""
+
+    name: Annotated[str, Field(min_length=1, max_length=1024)]
+    module: InputSource
+
+
 class Task(Frozen):
-    """What to run. docker: `image` (+ entrypoint, command). wasm: `module`. noop: neither."""
+    """What to run. docker: `image` (+ entrypoint, command). wasm: `module` (+ imports). noop: neither."""
 
     engine: Engine
     image: str | None = None
@@ -206,6 +221,7 @@ class Task(Frozen):
     env: dict[str, str] = {}
     workdir: str | None = None
     network: Literal["none", "full"] = "none"
+    imports: list[WasmImport] = []
 
     @field_validator("env")
     @classmethod
@@ -237,6 +253,11 @@ class Task(Frozen):
                 raise ValueError("a wasm task needs `module` (a CID or inline .wasm bytes)")
             if self.image is not None:
                 raise ValueError("a wasm task takes `module`, not `image`")
+            names = [i.name for i in self.imports]
+            if len(set(names)) != len(names):
+                raise ValueError(f"wasm import names must be unique, got {names}")
+        if self.imports and self.engine is not Engine.WASM:
+            raise ValueError("only a wasm task takes `imports`")
         return self
 
 

@@ -7,12 +7,16 @@ from pathlib import Path
 
 import pytest
 import trio
+import wasmtime
 
 from bacalhau_py.context import ProviderContext
 from bacalhau_py.errors import ExecutorError
 from bacalhau_py.executor.base import MAX_LOG_BYTES, Mount, PreparedExecution
 from bacalhau_py.executor.wasm import TRAP_EXIT_CODE, WasmExecutor
-from bacalhau_py.models import InputSource, JobSpec, Resources, Task
+from bacalhau_py.models import InputSource, JobSpec, Resources, Task, WasmImport
+
+
+ASSETS = Path(__file__).resolve().parents[1] / "assets" / "wasm"
 
 
 @pytest.fixture
@@ -34,6 +38,7 @@ def make_execution(
     workdir: str | None = None,
     entry_point: str = "_start",
     job_id: str = "job-1",
+    imports: dict[str, Path] | None = None,
 ) -> PreparedExecution:
     global _counter
     _counter += 1
@@ -49,6 +54,10 @@ def make_execution(
             env=env or {},
             workdir=workdir,
             entry_point=entry_point,
+            imports=[
+                WasmImport(name=name, module=InputSource.inline(b"\0asm", f"/imports/{name}.wasm"))
+                for name in imports or {}
+            ],
         ),
         resources=Resources(memory=memory),
     )
@@ -60,6 +69,7 @@ def make_execution(
         outputs=[Mount(outputs_dir, "/outputs", read_only=False)],
         result_dir=result_dir,
         module=module,
+        imports=tuple((imports or {}).values()),
     )
 
 
@@ -73,6 +83,25 @@ async def test_hello(executor, wasm_modules, tmp_path):
     assert result.exit_code == 0
     assert out(execution) == "hello world\n"
     assert out(execution, "stderr") == ""
+
+
+def wat_module(tmp_path: Path, name: str) -> Path:
+    path = tmp_path / f"{name}.wasm"
+    path.write_bytes(wasmtime.wat2wasm((ASSETS / f"{name}.wat").read_text()))
+    return path
+
+
+async def test_imported_modules_are_linked_before_the_main_one(executor, wasm_modules, tmp_path):
+    # Bacalhau's wasm_dynamic_link: the main module calls easter() from the module "easter".
+    execution = make_execution(tmp_path, wasm_modules["easter_main"], imports={"easter": wat_module(tmp_path, "easter")})
+    result = await executor.run(execution)
+    assert (result.exit_code, out(execution)) == (0, "17\n")
+
+
+async def test_a_missing_import_is_named(executor, wasm_modules, tmp_path):
+    execution = make_execution(tmp_path, wasm_modules["easter_main"])
+    with pytest.raises(ExecutorError, match="easter::easter"):
+        await executor.run(execution)
 
 
 async def test_argv_is_module_name_then_command(executor, wasm_modules, tmp_path):

@@ -78,7 +78,7 @@ def test_every_docker_flag_reaches_the_spec(capsys):
     assert task == {
         "engine": "docker", "image": "busybox:1.36", "entrypoint": ["/bin/sh"],
         "command": ["sh", "-c", "echo $GREETING"], "module": None, "entry_point": "_start",
-        "env": {"GREETING": "hello=world", "EMPTY": ""}, "workdir": "/work", "network": "full",
+        "env": {"GREETING": "hello=world", "EMPTY": ""}, "workdir": "/work", "network": "full", "imports": [],
     }
     assert [(i["source"], i["cid"] or i["url"], i["path"]) for i in spec["inputs"]] == [
         ("ipfs", CID, "/data"),
@@ -87,7 +87,7 @@ def test_every_docker_flag_reaches_the_spec(capsys):
         ("url", "http://example.com:8080/b.txt", "/b"),
     ]
     assert spec["outputs"][-1] == {"name": "results", "path": "/results"}
-    assert spec["resources"] == {"cpu": 0.5, "memory": 64 * 1024 * 1024, "gpu": 1}
+    assert spec["resources"] == {"cpu": 0.5, "memory": 64 * 1024 * 1024, "gpu": 1, "disk": None}
     assert spec["deal"] == {"concurrency": 3, "confidence": 2, "min_bids": 3}
     assert spec["timeout"] == 90
     assert (spec["verifier"], spec["publisher"]) == ("deterministic", "local")
