@@ -35,6 +35,7 @@ from bacalhau_py.models.messages import (
     ResultProposal,
     RevealRequest,
 )
+from bacalhau_py.models.signature import SignedRequest
 from bacalhau_py.requester.results import ResultFetcher
 from bacalhau_py.results import commitment
 from bacalhau_py.transport.base import Transport
@@ -90,10 +91,14 @@ class RequesterService:
 
     # -- client side ----------------------------------------------------------
 
-    async def submit(self, spec: JobSpec) -> Job:
+    async def submit(
+        self, spec: JobSpec, *, client_id: str | None = None, client_request: SignedRequest | None = None
+    ) -> Job:
         if self._stopping is not None:
             raise BacalhauError(f"this node is stopping: {self._stopping}")
-        job = await self.store.create(str(uuid.uuid4()), spec, self.transport.peer_id)
+        job = await self.store.create(
+            str(uuid.uuid4()), spec, self.transport.peer_id, client_id=client_id, client_request=client_request
+        )
         self._start(job.id)
         return job
 
@@ -360,7 +365,10 @@ class RequesterService:
 
     async def _ask(self, peer_id: str, job: Job, send: trio.MemorySendChannel) -> None:
         execution_id = str(uuid.uuid4())
-        ask = AskBid(job_id=job.id, execution_id=execution_id, spec=job.spec)
+        ask = AskBid(
+            job_id=job.id, execution_id=execution_id, spec=job.spec, client_id=job.client_id,
+            client_request=job.client_request,
+        )
         reply: BidReply | None = None
         error = ""
         try:
