@@ -89,14 +89,20 @@ def _size(size: int) -> str:
 
 @click.command("id")
 @click.option("--output", type=click.Choice(["yaml", "json"]), default="yaml", show_default=True)
+@click.option("--client", "client_only", is_flag=True, help="Only this client's ID (no node needed).")
 @api_options
-def node_id(output: str) -> None:
+def node_id(output: str, client_only: bool) -> None:
     """The connected node's peer ID and addresses, and this client's ID."""
-    with api_client() as client:
-        info = client.node_info()
-        client_id = client.key.client_id
-    keys = ("peer_id", "node_types", "addresses", "ipfs_peer_id", "ipfs_addresses")
-    identity = {**{key: info.get(key) for key in keys}, "client_id": client_id}
+    if client_only:
+        from bacalhau_py.auth.client_key import ClientKey
+
+        identity = {"client_id": ClientKey.load_or_create().client_id}
+    else:
+        with api_client() as client:
+            info = client.node_info()
+            client_id = client.key.client_id
+        keys = ("peer_id", "node_types", "addresses", "ipfs_peer_id", "ipfs_addresses")
+        identity = {**{key: info.get(key) for key in keys}, "client_id": client_id}
     if output == "json":
         click.echo(json.dumps(identity, indent=2))
     else:

@@ -71,8 +71,8 @@ def configure_logging(level: str = "INFO") -> None:
 @click.option("--api-insecure", is_flag=True,
               help="Serve the API on a non-loopback --api-host without API keys (anyone who reaches it may submit).")
 @click.option("--operator", "operators", multiple=True, metavar="CLIENT_ID",
-              help="A client ID (see 'bacalhau id') that may list, cancel and read every job and approve nodes "
-                   "(repeatable).")
+              help="A client ID (see 'bacalhau id --client') that may list, cancel and read every job and "
+                   "approve nodes (repeatable).")
 @click.option("--node-approval", type=click.Choice(["auto", "manual"]), default="auto", show_default=True,
               help="manual: send no job to a compute node until an operator runs 'bacalhau node approve'.")
 def serve(peers, swarm_port, swarm_host, ipfs_swarm_port, api_host, api_port, repo, node_type, ipfs_connect, labels,
@@ -97,7 +97,9 @@ def serve(peers, swarm_port, swarm_host, ipfs_swarm_port, api_host, api_port, re
         )
     for client_id in operators:
         if not _CLIENT_ID.fullmatch(client_id):
-            raise UserInputError(f"--operator {client_id!r}: expected a client ID (64 hex characters, see 'bacalhau id')")
+            raise UserInputError(
+                f"--operator {client_id!r}: expected a client ID (64 hex characters, see 'bacalhau id --client')"
+            )
     config = NodeConfig(
         repo=repo.expanduser(),
         node_types=types,
