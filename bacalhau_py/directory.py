@@ -49,4 +49,6 @@ class NodeDirectory:
         """The compute nodes a requester may send jobs to: known, not stale, approved."""
         nodes = self.all()
         own = nodes[0].peer_id
-        return [info for info in nodes if "compute" in info.node_types and self.approval(info.peer_id, own) == "approved"]
+        return [
+            info for info in nodes if "compute" in info.node_types and self.approval(info.peer_id, own) == "approved"
+        ]

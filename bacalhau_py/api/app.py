@@ -33,8 +33,8 @@ from bacalhau_py.auth.access import Caller
 from bacalhau_py.errors import (
     AccessDenied,
     BacalhauError,
-    NotAuthenticated,
     NodeUnreachable,
+    NotAuthenticated,
     NotFound,
     StorageError,
     TransportError,

@@ -161,3 +161,19 @@ def test_a_compute_node_runs_only_the_spec_its_client_signed():
     assert job_signature.refusal(ask_for(key, client_id=None, client_request=None)) == (
         "the job carries no client signature"
     )
+
+
+async def test_a_requester_offers_jobs_only_to_approved_compute_nodes(tmp_path):
+    from bacalhau_py.directory import NodeDirectory
+    from bacalhau_py.models.messages import NodeInfo
+
+    directory = NodeDirectory(
+        lambda: NodeInfo(peer_id="me", node_types=["requester", "compute"]),
+        Approvals(tmp_path / "approvals.json", "manual"),
+    )
+    for peer in ("approved-one", "pending-one", "rejected-one"):
+        directory.update(NodeInfo(peer_id=peer, node_types=["compute"]))
+    directory.approvals.set("approved-one", "approved")
+    directory.approvals.set("rejected-one", "rejected")
+    assert [n.peer_id for n in directory.compute_nodes()] == ["me", "approved-one"]
+    assert directory.approval("me") == "approved" and directory.approval("pending-one") == "pending"
