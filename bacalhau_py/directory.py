@@ -52,3 +52,9 @@ class NodeDirectory:
         return [
             info for info in nodes if "compute" in info.node_types and self.approval(info.peer_id, own) == "approved"
         ]
+
+    def awaiting_approval(self) -> list[str]:
+        """Compute nodes known and alive that an operator has not approved (manual approval)."""
+        nodes = self.all()
+        own = nodes[0].peer_id
+        return [n.peer_id for n in nodes if "compute" in n.node_types and self.approval(n.peer_id, own) != "approved"]

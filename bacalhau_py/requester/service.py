@@ -224,7 +224,9 @@ class RequesterService:
         candidates = [info.peer_id for info in self.directory.compute_nodes()]
         needed = max(spec.deal.concurrency, spec.deal.min_bids)
         if len(candidates) < needed:
-            await self._fail(job.id, f"the network has {len(candidates)} compute node(s); the job needs {needed}")
+            unapproved = self.directory.awaiting_approval()
+            note = f" ({len(unapproved)} more not approved: 'bacalhau node approve PEER_ID')" if unapproved else ""
+            await self._fail(job.id, f"the network has {len(candidates)} compute node(s){note}; the job needs {needed}")
             return False
         # Best effort and off the critical path: gossip may pace a burst.
         self._nursery.start_soon(self._announce, job.id)

@@ -209,6 +209,7 @@ async def test_manual_approval_sends_no_job_to_a_node_until_an_operator_approves
         job = await run_echo()
         # Not one execution: the compute node was never asked to bid.
         assert job["state"] == "Failed" and job["executions"] == [], job
+        assert "1 more not approved" in job["message"], job["message"]
         assert job["id"] not in (compute.repo / "node.log").read_text()
 
         code, _, err = await clients("a", "node", "approve", compute.peer_id)

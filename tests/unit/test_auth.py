@@ -176,4 +176,5 @@ async def test_a_requester_offers_jobs_only_to_approved_compute_nodes(tmp_path):
     directory.approvals.set("approved-one", "approved")
     directory.approvals.set("rejected-one", "rejected")
     assert [n.peer_id for n in directory.compute_nodes()] == ["me", "approved-one"]
+    assert directory.awaiting_approval() == ["pending-one", "rejected-one"]
     assert directory.approval("me") == "approved" and directory.approval("pending-one") == "pending"
