@@ -374,6 +374,9 @@ class RequesterService:
         reply: BidReply | None = None
         error = ""
         try:
+            if self.directory.approval(peer_id) != "approved":
+                # Checked at the last moment: an operator may reject a node while a job waits in the queue.
+                raise BacalhauError("not approved by this node's operators")
             answer = await self.transport.request(peer_id, ask, timeout=self.timeouts.bid)
             if isinstance(answer, BidReply):
                 reply = answer
