@@ -59,3 +59,11 @@ class InvalidMessage(TransportError):
 
 class IllegalTransition(BacalhauError):
     """A job or execution state change that the transition table forbids: a bug."""
+
+
+class NotAuthenticated(BacalhauError):
+    """A request without a valid API key or client signature (HTTP 401)."""
+
+
+class AccessDenied(BacalhauError):
+    """The client is known but may not do this: another client's job, an operator's command (HTTP 403)."""

@@ -18,12 +18,17 @@ from typing import Literal
 import trio
 
 from bacalhau_py import __version__, httpclient
+from bacalhau_py import __version__
+from bacalhau_py.auth.access import AccessControl
+from bacalhau_py.auth.api_keys import APIKeys
+from bacalhau_py.auth.approvals import FILE_NAME as APPROVALS_FILE
+from bacalhau_py.auth.approvals import Approval, Approvals
 from bacalhau_py.compute.bidding import BidPolicy, BidStrategy
 from bacalhau_py.compute.capacity import ZERO, Capacity, CapacityTracker
 from bacalhau_py.compute.service import ComputeService
 from bacalhau_py.context import ProviderContext
 from bacalhau_py.directory import NodeDirectory
-from bacalhau_py.errors import BacalhauError, InvalidMessage, UserInputError
+from bacalhau_py.errors import BacalhauError, InvalidMessage, NotFound, UserInputError
 from bacalhau_py.executor import EXECUTORS
 from bacalhau_py.ipfs.base import IPFSClient, IPFSIdentity
 from bacalhau_py.jobstore import JobStore
@@ -44,6 +49,7 @@ from bacalhau_py.models.messages import (
     ResultProposal,
     RevealRequest,
 )
+from bacalhau_py.models.signature import SignedRequest
 from bacalhau_py.publisher import PUBLISHERS
 from bacalhau_py.requester.results import ResultFetcher
 from bacalhau_py.requester.service import RequesterService, RequesterTimeouts
@@ -77,6 +83,11 @@ class NodeConfig:
     """Restrict the executors this node offers (default: every installed one)."""
     fetch_timeout: float = 120.0
     timeouts: RequesterTimeouts = RequesterTimeouts()
+    api_keys: APIKeys | None = None
+    """Keys every API request must carry (None: the API is open, as on loopback)."""
+    operators: frozenset[str] = frozenset()
+    """Client IDs that may list, cancel and read every job and approve or reject nodes."""
+    node_approval: Literal["auto", "manual"] = "auto"
 
 
 class Node:
@@ -92,6 +103,7 @@ class Node:
         self.requester: RequesterService | None = None
         self.capacity: CapacityTracker | None = None
         self.engines: list[str] = []
+        self.access = AccessControl(config.api_keys, config.operators)
 
     @property
     def peer_id(self) -> str:
@@ -118,7 +130,8 @@ class Node:
                         repo, listen_port=config.swarm_port, host=config.swarm_host
                     )
                 self.transport = self._transport
-                self.directory = NodeDirectory(self._own_info)
+                approvals = await trio.to_thread.run_sync(Approvals, repo / APPROVALS_FILE, config.node_approval)
+                self.directory = NodeDirectory(self._own_info, approvals)
                 ctx = ProviderContext(
                     ipfs=self.ipfs, work_dir=repo / "work", fetch_timeout=config.fetch_timeout, labels=config.labels
                 )
@@ -406,11 +419,13 @@ class Node:
             raise UserInputError("this node is not a requester node; submit jobs to a requester")
         return self.requester
 
-    async def submit(self, spec: JobSpec) -> Job:
-        return await self._requester().submit(spec)
+    async def submit(
+        self, spec: JobSpec, *, client_id: str | None = None, client_request: SignedRequest | None = None
+    ) -> Job:
+        return await self._requester().submit(spec, client_id=client_id, client_request=client_request)
 
-    async def list_jobs(self, limit: int = 20) -> list[Job]:
-        return await self.store.list(limit)
+    async def list_jobs(self, limit: int = 20, *, client_id: str | None = None) -> list[Job]:
+        return await self.store.list(limit, client_id=client_id)
 
     async def get_job(self, job_id: str) -> Job:
         return await self.store.get(job_id)
@@ -476,3 +491,15 @@ class Node:
 
     async def known_nodes(self) -> list[NodeInfo]:
         return self.directory.all()
+
+    def approval(self, peer_id: str) -> Approval:
+        return self.directory.approval(peer_id)
+
+    async def set_approval(self, peer_id: str, decision: Literal["approved", "rejected"]) -> Approval:
+        if peer_id == self.peer_id:
+            raise UserInputError(f"node {peer_id} is this node: it always runs its own jobs")
+        if not (self.directory.knows(peer_id) or self.directory.approvals.decided(peer_id)):
+            raise NotFound(f"node {peer_id} is not known to this node (see 'bacalhau node list')")
+        await trio.to_thread.run_sync(self.directory.approvals.set, peer_id, decision)
+        log.info("node %s %s by an operator", peer_id, decision)
+        return self.directory.approval(peer_id)

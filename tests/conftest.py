@@ -7,6 +7,9 @@
   does). Built with ``clang --target=wasm32-wasi`` into
   ``.state/wasm/<hash of sources and flags>/`` so a rerun reuses them; a
   missing clang fails the tests that use it.
+- ``client_dir`` (session, automatic): a fresh ``BACALHAU_DIR`` for the
+  session, so the client key the API client and the CLI create on first use
+  never lands in the user's ``~/.bacalhau``.
 """
 
 from __future__ import annotations
@@ -65,3 +68,15 @@ def wasm_modules() -> dict[str, Path]:
         if failures:
             pytest.fail("cannot build the wasm test programs:\n" + "\n".join(failures))
     return modules
+
+
+@pytest.fixture(scope="session", autouse=True)
+def client_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("client")
+    before = os.environ.get("BACALHAU_DIR")
+    os.environ["BACALHAU_DIR"] = str(folder)
+    yield folder
+    if before is None:
+        os.environ.pop("BACALHAU_DIR", None)
+    else:
+        os.environ["BACALHAU_DIR"] = before

@@ -21,16 +21,20 @@ from functools import partial
 from pathlib import Path
 
 import trio
-from fastapi import FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from bacalhau_py import __version__, tarstream
+from bacalhau_py.api.access import caller, operator, owned_job
 from bacalhau_py.api.service import NodeService
+from bacalhau_py.auth.access import Caller
 from bacalhau_py.errors import (
+    AccessDenied,
     BacalhauError,
     NodeUnreachable,
+    NotAuthenticated,
     NotFound,
     StorageError,
     TransportError,
@@ -53,6 +57,8 @@ _STATUS: dict[type[BacalhauError], int] = {
     StorageError: 502,
     TransportError: 502,
     NodeUnreachable: 502,
+    NotAuthenticated: 401,
+    AccessDenied: 403,
 }
 
 
@@ -89,7 +95,11 @@ def _since(since: str | None) -> str | None:
 def create_app(node: NodeService, *, scratch_dir: Path | None = None) -> FastAPI:
     """The API for `node`. Uploads (`POST /ipfs/add`) are unpacked below `scratch_dir`."""
     uploads = Path(scratch_dir or tempfile.gettempdir())
-    app = FastAPI(title="bacalhau-py", version=__version__, docs_url=None, redoc_url=None)
+    # Every route depends on `caller`: no request passes a missing API key or a bad signature.
+    app = FastAPI(
+        title="bacalhau-py", version=__version__, docs_url=None, redoc_url=None, dependencies=[Depends(caller)]
+    )
+    app.state.node = node
 
     @app.exception_handler(BacalhauError)
     async def _bacalhau_error(request: Request, error: BacalhauError) -> JSONResponse:
@@ -117,19 +127,28 @@ def create_app(node: NodeService, *, scratch_dir: Path | None = None) -> FastAPI
         return JSONResponse(error_body(f"internal error: {error!r}", "BacalhauError"), status_code=500)
 
     @app.post(PREFIX + "/jobs")
-    async def submit(request: Request) -> dict:
+    async def submit(request: Request, who: Caller = Depends(caller)) -> dict:
+        signed = node.access.check_client(who, "submitting a job")
         body = await request.body()
         try:
             data = json.loads(body)
         except ValueError:
             raise UserInputError("request body: not valid JSON (expected a job spec object)") from None
         # spec_from_dict accepts both this project's spec and IPVM tasks.
-        job = await node.submit(spec_from_dict(data))
+        job = await node.submit(spec_from_dict(data), client_id=who.client_id, client_request=signed)
         return _job_json(job)
 
     @app.get(PREFIX + "/jobs")
-    async def list_jobs(limit: int = Query(20, ge=1, le=10_000)) -> dict:
-        return {"jobs": [_job_json(job) for job in await node.list_jobs(limit)]}
+    async def list_jobs(
+        limit: int = Query(20, ge=1, le=10_000), every: bool = Query(False, alias="all"), who: Caller = Depends(caller)
+    ) -> dict:
+        """The caller's own jobs; with `all`, every job (operators only). The anonymous client owns none."""
+        if every:
+            node.access.check_operator(who, "listing every job (list --all)")
+            jobs = await node.list_jobs(limit)
+        else:
+            jobs = await node.list_jobs(limit, client_id=who.client_id) if who.client_id else []
+        return {"jobs": [_job_json(job) for job in jobs]}
 
     @app.get(PREFIX + "/jobs/{job_id}")
     async def get_job(job_id: str) -> dict:
@@ -158,19 +177,16 @@ def create_app(node: NodeService, *, scratch_dir: Path | None = None) -> FastAPI
         return _job_json(job)
 
     @app.post(PREFIX + "/jobs/{job_id}/cancel")
-    async def cancel(job_id: str) -> dict:
-        job = await node.get_job(job_id)
+    async def cancel(job: Job = Depends(owned_job)) -> dict:
         return _job_json(await node.cancel(job.id))
 
     @app.get(PREFIX + "/jobs/{job_id}/logs")
-    async def logs(job_id: str, follow: bool = False) -> Response:
-        # Resolve first, so an unknown ID is a 404 rather than an error inside the stream.
-        job = await node.get_job(job_id)
+    async def logs(follow: bool = False, job: Job = Depends(owned_job)) -> Response:
+        # Resolved first (owned_job), so an unknown ID is a 404 rather than an error inside the stream.
         return NodeStream(partial(_ndjson_logs, node, job.id, follow), "application/x-ndjson")
 
     @app.get(PREFIX + "/jobs/{job_id}/results")
-    async def results(job_id: str) -> Response:
-        job = await node.get_job(job_id)
+    async def results(job: Job = Depends(owned_job)) -> Response:
         # Headers wait for the first chunk: "no results yet" must be a 404,
         # which is impossible once a 200 is sent.
         return NodeStream(partial(node.results, job.id), TAR, headers={"X-Bacalhau-Job-Id": job.id})
@@ -185,7 +201,20 @@ def create_app(node: NodeService, *, scratch_dir: Path | None = None) -> FastAPI
 
     @app.get(PREFIX + "/nodes")
     async def nodes() -> dict:
-        return {"nodes": [info.model_dump(mode="json") for info in await node.known_nodes()]}
+        return {
+            "nodes": [
+                {**info.model_dump(mode="json"), "approval": node.approval(info.peer_id)}
+                for info in await node.known_nodes()
+            ]
+        }
+
+    @app.post(PREFIX + "/nodes/{peer_id}/approve", dependencies=[Depends(operator)])
+    async def approve_node(peer_id: str) -> dict:
+        return {"peer_id": peer_id, "approval": await node.set_approval(peer_id, "approved")}
+
+    @app.post(PREFIX + "/nodes/{peer_id}/reject", dependencies=[Depends(operator)])
+    async def reject_node(peer_id: str) -> dict:
+        return {"peer_id": peer_id, "approval": await node.set_approval(peer_id, "rejected")}
 
     @app.get(PREFIX + "/version")
     async def version() -> dict:

@@ -10,6 +10,9 @@ every CLI command pays for this client's imports, and httpx (with httpcore,
 anyio, ...) took 100-150 ms of a command's start where `http.client` takes
 a few ms (measured in bench/: BENCHMARKS.md). One keep-alive connection
 serves all of a client's calls (a `--wait` makes several).
+
+Every request is signed with the client's key (`auth/client_key.py`) and,
+when `BACALHAU_API_KEY` is set, carries it as `Authorization: Bearer KEY`.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import base64
 import http.client
 import io
 import json
+import os
 import select
 import socket
 import tarfile
@@ -29,7 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from bacalhau_py import errors, safetar
-from bacalhau_py.errors import BacalhauError, NodeUnreachable, NotFound, UserInputError
+from bacalhau_py.auth.client_key import ClientKey
+from bacalhau_py.errors import AccessDenied, BacalhauError, NodeUnreachable, NotAuthenticated, NotFound, UserInputError
 
 PREFIX = "/api/v1"
 TAR = "application/x-tar"
@@ -61,11 +66,24 @@ class _Response:
 
 
 class APIClient:
-    def __init__(self, host: str, port: int, *, timeout: float = 30.0) -> None:
+    """`key`: the client key requests are signed with (default: `$BACALHAU_DIR/user_id.key`, created on
+    first use); `api_key`: the node's API key (default: `$BACALHAU_API_KEY`, if set)."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        timeout: float = 30.0,
+        key: ClientKey | None = None,
+        api_key: str | None = None,
+    ) -> None:
         self.host = host
         self.port = port
         self.address = f"http://{f'[{host}]' if ':' in host else host}:{port}"
         self.timeout = timeout
+        self.key = key or ClientKey.load_or_create()
+        self.api_key = api_key if api_key is not None else os.environ.get("BACALHAU_API_KEY") or None
         self._connection: http.client.HTTPConnection | None = None
 
     def close(self) -> None:
@@ -85,8 +103,10 @@ class APIClient:
         """Submit a job spec (ours or an IPVM task, as JSON); return the job record."""
         return self._json("POST", "/jobs", json_body=spec)
 
-    def list_jobs(self, limit: int = 20) -> list[dict[str, Any]]:
-        return self._json("GET", "/jobs", params={"limit": limit})["jobs"]
+    def list_jobs(self, limit: int = 20, *, every: bool = False) -> list[dict[str, Any]]:
+        """The client's own jobs, newest first; `every`: all jobs (operators only)."""
+        params: dict[str, Any] = {"limit": limit, **({"all": "true"} if every else {})}
+        return self._json("GET", "/jobs", params=params)["jobs"]
 
     def get_job(self, job_id: str) -> dict[str, Any]:
         return self._json("GET", f"/jobs/{job_id}")
@@ -145,6 +165,10 @@ class APIClient:
     def nodes(self) -> list[dict[str, Any]]:
         return self._json("GET", "/nodes")["nodes"]
 
+    def set_approval(self, peer_id: str, decision: str) -> dict[str, Any]:
+        """`decision`: "approve" or "reject" (operators only)."""
+        return self._json("POST", f"/nodes/{urllib.parse.quote(peer_id, safe='')}/{decision}")
+
     def version(self) -> dict[str, Any]:
         return self._json("GET", "/version")
 
@@ -158,7 +182,7 @@ class APIClient:
             response = self._request(method, path, **kwargs)
             data = response.read()
         if response.is_error:
-            raise _error_from(_body(response.status_code, data, path), response.status_code)
+            raise self._refused(_body(response.status_code, data, path), response.status_code)
         return json.loads(data)
 
     @contextmanager
@@ -167,7 +191,7 @@ class APIClient:
         with _mapped(self.address):
             response = self._request(method, path, **kwargs)
             if response.is_error:
-                raise _error_from(_body(response.status_code, response.read(), path), response.status_code)
+                raise self._refused(_body(response.status_code, response.read(), path), response.status_code)
             finished = False
             try:
                 yield response
@@ -188,10 +212,15 @@ class APIClient:
         timeout: float | None | object = ...,
     ) -> _Response:
         url = PREFIX + path + ("?" + urllib.parse.urlencode(params) if params else "")
+        # A streamed body (an upload, a file) is left unsigned; bytes are signed with their hash.
+        signed_body = body if isinstance(body, bytes) else (b"" if body is None else None)
+        headers = {**(headers or {}), **self.key.headers(method, url, signed_body)}
+        if self.api_key:
+            headers["Authorization"] = f"Bearer {self.api_key}"
         connection = self._connected()
         connection.sock.settimeout(self.timeout if timeout is ... else timeout)
         try:
-            connection.request(method, url, body=body, headers=headers or {})
+            connection.request(method, url, body=body, headers=headers)
             return _Response(connection.getresponse())
         except BaseException:
             self.close()
@@ -209,6 +238,14 @@ class APIClient:
             connection.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self._connection = connection
         return connection
+
+
+    def _refused(self, body: dict[str, Any], status: int) -> BacalhauError:
+        error = _error_from(body, status)
+        if isinstance(error, NotAuthenticated):
+            # Name the node: with several nodes and keys, which one refused is the first question.
+            return NotAuthenticated(f"the node at {self.address} refused the request: {error}")
+        return error
 
 
 def _closed_by_peer(sock: socket.socket) -> bool:
@@ -252,7 +289,7 @@ def _error_from(body: dict[str, Any], status: int) -> BacalhauError:
     """The server's exception class again (by its name), else one chosen by status code."""
     cls = getattr(errors, str(body.get("kind")), None)
     if not (isinstance(cls, type) and issubclass(cls, BacalhauError)):
-        cls = {400: UserInputError, 404: NotFound}.get(status, BacalhauError)
+        cls = {400: UserInputError, 401: NotAuthenticated, 403: AccessDenied, 404: NotFound}.get(status, BacalhauError)
     return cls(" ".join(str(body["error"]).split()))
 
 

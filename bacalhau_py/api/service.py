@@ -4,20 +4,29 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Protocol
+from typing import Literal, Protocol
 
+from bacalhau_py.auth.access import AccessControl
+from bacalhau_py.auth.approvals import Approval
 from bacalhau_py.models import Job, JobSpec
 from bacalhau_py.models.messages import NodeInfo
+from bacalhau_py.models.signature import SignedRequest
 
 
 class NodeService(Protocol):
     peer_id: str
+    access: AccessControl
+    """API keys and operators: the API's dependencies (api/access.py) ask it who may do what."""
 
-    async def submit(self, spec: JobSpec) -> Job:
-        """Validate, store (Pending) and start the job; return its record."""
+    async def submit(
+        self, spec: JobSpec, *, client_id: str | None = None, client_request: SignedRequest | None = None
+    ) -> Job:
+        """Validate, store (Pending) and start the job; return its record.
 
-    async def list_jobs(self, limit: int = 20) -> list[Job]:
-        """Newest first."""
+        `client_request` is the client's signed submit request: it travels with the job."""
+
+    async def list_jobs(self, limit: int = 20, *, client_id: str | None = None) -> list[Job]:
+        """Newest first; with `client_id`, only that client's jobs."""
 
     async def get_job(self, job_id: str) -> Job:
         """By full ID or a unique prefix of 8+ characters.
@@ -53,3 +62,9 @@ class NodeService(Protocol):
 
     async def known_nodes(self) -> list[NodeInfo]:
         """Every node this node knows, itself included."""
+
+    def approval(self, peer_id: str) -> Approval:
+        """Whether this node, as a requester, may send jobs to `peer_id`."""
+
+    async def set_approval(self, peer_id: str, decision: Literal["approved", "rejected"]) -> Approval:
+        """An operator's decision on a known node; it persists across restarts."""

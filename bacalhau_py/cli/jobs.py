@@ -20,11 +20,12 @@ JOB_ID = click.argument("job_id", metavar="JOB_ID")
 @click.option("--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @click.option("--limit", type=click.IntRange(1, 10_000), default=20, show_default=True, help="How many jobs.")
 @click.option("--wide", is_flag=True, help="Full job IDs and commands.")
+@click.option("--all", "every", is_flag=True, help="Every client's jobs, not only yours (operators only).")
 @api_options
-def list_jobs(output: str, limit: int, wide: bool) -> None:
-    """Recent jobs, newest first: ID, created, state, engine, command."""
+def list_jobs(output: str, limit: int, wide: bool, every: bool) -> None:
+    """Your recent jobs, newest first: ID, created, state, engine, command."""
     with api_client() as client:
-        jobs = client.list_jobs(limit)
+        jobs = client.list_jobs(limit, every=every)
     if output == "json":
         click.echo(json.dumps(jobs, indent=2))
         return

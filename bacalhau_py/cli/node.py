@@ -1,4 +1,4 @@
-"""The connected node and its network: ipfs add, node list, id, version."""
+"""The connected node and its network: ipfs add, node list/approve/reject, id, version."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ def node() -> None:
 @click.option("--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @api_options
 def node_list(output: str) -> None:
-    """The nodes the connected node knows: peer ID, type, labels, free capacity."""
+    """The nodes the connected node knows: peer ID, type, approval, labels, free capacity."""
     with api_client() as client:
         nodes = client.nodes()
     if output == "json":
@@ -45,6 +45,7 @@ def node_list(output: str) -> None:
         [
             info["peer_id"],
             ",".join(info["node_types"]),
+            info.get("approval", "-"),
             ",".join(info.get("engines", [])),
             ",".join(f"{k}={v}" for k, v in sorted(info.get("labels", {}).items())),
             f"{info.get('free_cpu', 0):g}",
@@ -54,8 +55,28 @@ def node_list(output: str) -> None:
         ]
         for info in nodes
     ]
-    columns = ["PEER ID", "TYPE", "ENGINES", "LABELS", "FREE CPU", "FREE MEMORY", "FREE GPU", "RUNNING"]
+    columns = ["PEER ID", "TYPE", "APPROVAL", "ENGINES", "LABELS", "FREE CPU", "FREE MEMORY", "FREE GPU", "RUNNING"]
     print_table(columns, rows, flexible="LABELS")
+
+
+@node.command("approve")
+@click.argument("peer_id", metavar="PEER_ID")
+@api_options
+def node_approve(peer_id: str) -> None:
+    """Let the connected requester send jobs to this compute node (operators only)."""
+    with api_client() as client:
+        answer = client.set_approval(peer_id, "approve")
+    click.echo(f"node {answer['peer_id']} {answer['approval']}", err=True)
+
+
+@node.command("reject")
+@click.argument("peer_id", metavar="PEER_ID")
+@api_options
+def node_reject(peer_id: str) -> None:
+    """Stop the connected requester sending jobs to this compute node (operators only)."""
+    with api_client() as client:
+        answer = client.set_approval(peer_id, "reject")
+    click.echo(f"node {answer['peer_id']} {answer['approval']}", err=True)
 
 
 def _size(size: int) -> str:
@@ -67,13 +88,27 @@ def _size(size: int) -> str:
 
 
 @click.command("id")
+@click.option("--output", type=click.Choice(["yaml", "json"]), default="yaml", show_default=True)
+@click.option("--client", "client_only", is_flag=True, help="Only this client's ID (no node needed).")
 @api_options
-def node_id() -> None:
-    """The connected node's peer ID and addresses (JSON)."""
-    with api_client() as client:
-        info = client.node_info()
-    keys = ("peer_id", "node_types", "addresses", "ipfs_peer_id", "ipfs_addresses")
-    click.echo(json.dumps({key: info.get(key) for key in keys}, indent=2))
+def node_id(output: str, client_only: bool) -> None:
+    """The connected node's peer ID and addresses, and this client's ID."""
+    if client_only:
+        from bacalhau_py.auth.client_key import ClientKey
+
+        identity = {"client_id": ClientKey.load_or_create().client_id}
+    else:
+        with api_client() as client:
+            info = client.node_info()
+            client_id = client.key.client_id
+        keys = ("peer_id", "node_types", "addresses", "ipfs_peer_id", "ipfs_addresses")
+        identity = {**{key: info.get(key) for key in keys}, "client_id": client_id}
+    if output == "json":
+        click.echo(json.dumps(identity, indent=2))
+    else:
+        import yaml
+
+        click.echo(yaml.safe_dump(identity, sort_keys=False), nl=False)
 
 
 @click.command()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import signal
 import sys
 from pathlib import Path
@@ -65,12 +66,23 @@ def configure_logging(level: str = "INFO") -> None:
 @click.option("--engines", hidden=True, help="Offer only these engines (comma separated).")
 @click.option("--exit-on-stdin-eof", is_flag=True, hidden=True,
               help="Stop when standard input closes (the devstack's parent dies: no orphan nodes).")
+@click.option("--api-keys", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
+              help="API keys, one per line: every request must send 'Authorization: Bearer KEY'.")
+@click.option("--api-insecure", is_flag=True,
+              help="Serve the API on a non-loopback --api-host without API keys (anyone who reaches it may submit).")
+@click.option("--operator", "operators", multiple=True, metavar="CLIENT_ID",
+              help="A client ID (see 'bacalhau id --client') that may list, cancel and read every job and "
+                   "approve nodes (repeatable).")
+@click.option("--node-approval", type=click.Choice(["auto", "manual"]), default="auto", show_default=True,
+              help="manual: send no job to a compute node until an operator runs 'bacalhau node approve'.")
 def serve(peers, swarm_port, swarm_host, ipfs_swarm_port, api_host, api_port, repo, node_type, ipfs_connect, labels,
           limit_total_cpu, limit_total_memory, limit_total_gpu, limit_job_cpu, limit_job_memory,
-          job_selection_data_locality, bad_actor, engines, exit_on_stdin_eof):
+          job_selection_data_locality, bad_actor, engines, exit_on_stdin_eof, api_keys, api_insecure, operators,
+          node_approval):
     """Run a long-lived node: requester and/or compute, with its own IPFS node."""
     import trio
 
+    from bacalhau_py.auth.api_keys import APIKeys
     from bacalhau_py.compute.capacity import Capacity
     from bacalhau_py.errors import BacalhauError, UserInputError
     from bacalhau_py.node import Node, NodeConfig
@@ -78,6 +90,16 @@ def serve(peers, swarm_port, swarm_host, ipfs_swarm_port, api_host, api_port, re
     types = frozenset(t.strip() for t in node_type.split(",") if t.strip())
     if not types or not types <= {"requester", "compute"}:
         raise UserInputError(f"--node-type {node_type!r}: expected requester, compute or requester,compute")
+    if not (api_keys or api_insecure or _loopback(api_host)):
+        raise UserInputError(
+            f"--api-host {api_host} is not a loopback address: anyone who reaches it could run jobs; "
+            "give --api-keys FILE (or --api-insecure to serve it open anyway)"
+        )
+    for client_id in operators:
+        if not _CLIENT_ID.fullmatch(client_id):
+            raise UserInputError(
+                f"--operator {client_id!r}: expected a client ID (64 hex characters, see 'bacalhau id --client')"
+            )
     config = NodeConfig(
         repo=repo.expanduser(),
         node_types=types,
@@ -94,6 +116,9 @@ def serve(peers, swarm_port, swarm_host, ipfs_swarm_port, api_host, api_port, re
         data_locality=job_selection_data_locality,
         bad_actor=bad_actor,
         engines=tuple(e for e in engines.split(",") if e) if engines else None,
+        api_keys=APIKeys.load(api_keys) if api_keys else None,
+        operators=frozenset(operators),
+        node_approval=node_approval,
     )
     configure_logging()
 
@@ -140,6 +165,20 @@ async def _stop_on_stdin_eof(scope) -> None:
             pass
     logging.getLogger("bacalhau_py.node").info("stopping: standard input closed")
     scope.cancel()
+
+
+_CLIENT_ID = re.compile(r"[0-9a-f]{64}")
+
+
+def _loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve anywhere
 
 
 def _labels(values: tuple[str, ...]) -> dict[str, str]:

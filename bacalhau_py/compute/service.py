@@ -18,6 +18,7 @@ from pathlib import Path
 
 import trio
 
+from bacalhau_py.auth import job_signature
 from bacalhau_py.compute.bidding import BidStrategy, Refusal
 from bacalhau_py.compute.capacity import Capacity, CapacityTracker
 from bacalhau_py.concurrency import run_all
@@ -110,6 +111,10 @@ class ComputeService:
             return BidReply(execution_id=message.execution_id, accepted=True)
         if self._stopping is not None:
             return BidReply(execution_id=message.execution_id, accepted=False, reason=self._stopping)
+        forged = job_signature.refusal(message)
+        if forged is not None:
+            log.warning("refused job %s from requester %s: %s", message.job_id, sender, forged)
+            return BidReply(execution_id=message.execution_id, accepted=False, reason=forged)
         refusal = await self.strategy.refusal(message.spec)
         if refusal is None:
             reason = self.capacity.reserve(message.execution_id, Capacity.needed_by(message.spec.resources))

@@ -29,6 +29,7 @@ from bacalhau_py.models import (
     advance_job,
 )
 from bacalhau_py.models.job import now
+from bacalhau_py.models.signature import SignedRequest
 
 log = logging.getLogger("bacalhau_py.jobs")
 
@@ -45,6 +46,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     doc TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS jobs_created ON jobs (created_at);
+CREATE INDEX IF NOT EXISTS jobs_client ON jobs (json_extract(doc, '$.client_id'), created_at);
 """
 
 
@@ -177,11 +179,12 @@ class JobStore:
         job = Job.model_validate_json(rows[0][0])
         return self._cache.setdefault(job.id, job)
 
-    async def list(self, limit: int = 20) -> list[Job]:
-        """Newest first."""
+    async def list(self, limit: int = 20, *, client_id: str | None = None) -> list[Job]:
+        """Newest first; with `client_id`, only that client's jobs."""
+        where, params = ("WHERE json_extract(doc, '$.client_id') = ?", (client_id,)) if client_id else ("", ())
         rows = await self._run(
             lambda db: db.execute(
-                "SELECT id, doc FROM jobs ORDER BY created_at DESC, rowid DESC LIMIT ?", (limit,)
+                f"SELECT id, doc FROM jobs {where} ORDER BY created_at DESC, rowid DESC LIMIT ?", (*params, limit)
             ).fetchall()
         )
         return [self._cache.get(job_id) or Job.model_validate_json(doc) for job_id, doc in rows]
@@ -201,7 +204,15 @@ class JobStore:
 
     # -- writing --------------------------------------------------------------
 
-    async def create(self, job_id: str, spec: JobSpec, requester_id: str) -> Job:
+    async def create(
+        self,
+        job_id: str,
+        spec: JobSpec,
+        requester_id: str,
+        *,
+        client_id: str | None = None,
+        client_request: SignedRequest | None = None,
+    ) -> Job:
         at = now()
         job = Job(
             id=job_id,
@@ -211,6 +222,8 @@ class JobStore:
             created_at=at,
             updated_at=at,
             events=[Event(at=at, job_state=JobState.PENDING, message="submitted")],
+            client_id=client_id,
+            client_request=client_request,
         )
         async with self._write:
             await self._save(job, insert=True)

@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 
 from pydantic import BaseModel, ConfigDict, computed_field
 
+from bacalhau_py.models.signature import SignedRequest
 from bacalhau_py.models.spec import JobSpec
 from bacalhau_py.models.states import ExecutionState, JobState
 
@@ -71,6 +72,10 @@ class Job(BaseModel):
     updated_at: datetime
     executions: list[Execution] = []
     events: list[Event] = []
+    client_id: str | None = None
+    """The client that submitted the job (see auth/client_key.py); None for jobs from before client IDs."""
+    client_request: SignedRequest | None = None
+    """The client's signed submit request: it travels with the job to the compute nodes, which verify it."""
 
     def waiting_to_start(self) -> bool:
         """Pending with no execution under way: nothing runs for it anywhere yet."""

@@ -10,6 +10,7 @@ from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
+from bacalhau_py.models.signature import SignedRequest
 from bacalhau_py.models.spec import JobSpec
 from bacalhau_py.models.states import ExecutionState
 
@@ -64,6 +65,9 @@ class AskBid(_Message):
     job_id: str
     execution_id: str
     spec: JobSpec
+    client_id: str | None = None
+    client_request: SignedRequest | None = None
+    """The client's signed submit request; the compute node runs only a spec it signed."""
 
 
 class BidReply(_Message):

@@ -35,6 +35,7 @@ from bacalhau_py.models.messages import (
     ResultProposal,
     RevealRequest,
 )
+from bacalhau_py.models.signature import SignedRequest
 from bacalhau_py.requester.results import ResultFetcher
 from bacalhau_py.results import commitment
 from bacalhau_py.transport.base import Transport
@@ -90,10 +91,14 @@ class RequesterService:
 
     # -- client side ----------------------------------------------------------
 
-    async def submit(self, spec: JobSpec) -> Job:
+    async def submit(
+        self, spec: JobSpec, *, client_id: str | None = None, client_request: SignedRequest | None = None
+    ) -> Job:
         if self._stopping is not None:
             raise BacalhauError(f"this node is stopping: {self._stopping}")
-        job = await self.store.create(str(uuid.uuid4()), spec, self.transport.peer_id)
+        job = await self.store.create(
+            str(uuid.uuid4()), spec, self.transport.peer_id, client_id=client_id, client_request=client_request
+        )
         self._start(job.id)
         return job
 
@@ -219,7 +224,9 @@ class RequesterService:
         candidates = [info.peer_id for info in self.directory.compute_nodes()]
         needed = max(spec.deal.concurrency, spec.deal.min_bids)
         if len(candidates) < needed:
-            await self._fail(job.id, f"the network has {len(candidates)} compute node(s); the job needs {needed}")
+            unapproved = self.directory.awaiting_approval()
+            note = f" ({len(unapproved)} more not approved: 'bacalhau node approve PEER_ID')" if unapproved else ""
+            await self._fail(job.id, f"the network has {len(candidates)} compute node(s){note}; the job needs {needed}")
             return False
         # Best effort and off the critical path: gossip may pace a burst.
         self._nursery.start_soon(self._announce, job.id)
@@ -360,10 +367,16 @@ class RequesterService:
 
     async def _ask(self, peer_id: str, job: Job, send: trio.MemorySendChannel) -> None:
         execution_id = str(uuid.uuid4())
-        ask = AskBid(job_id=job.id, execution_id=execution_id, spec=job.spec)
+        ask = AskBid(
+            job_id=job.id, execution_id=execution_id, spec=job.spec, client_id=job.client_id,
+            client_request=job.client_request,
+        )
         reply: BidReply | None = None
         error = ""
         try:
+            if self.directory.approval(peer_id) != "approved":
+                # Checked at the last moment: an operator may reject a node while a job waits in the queue.
+                raise BacalhauError("not approved by this node's operators")
             answer = await self.transport.request(peer_id, ask, timeout=self.timeouts.bid)
             if isinstance(answer, BidReply):
                 reply = answer

@@ -13,6 +13,7 @@ import trio
 from bacalhau_py.api.client import APIClient
 from bacalhau_py.errors import NotFound, UserInputError
 from bacalhau_py.node import Node, NodeConfig
+from jobs_api import Signed
 
 IMAGE = "busybox:latest"
 HELLO_CID = "QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o"  # kubo's CID of b"hello world\n"
@@ -139,7 +140,7 @@ async def test_errors_are_ours_with_one_line(client, node):
         await call(client.get_job, "abc")
 
     host, port = node.api_address
-    async with httpx.AsyncClient(base_url=f"http://{host}:{port}/api/v1") as raw:
+    async with httpx.AsyncClient(base_url=f"http://{host}:{port}/api/v1", auth=Signed()) as raw:
         response = await raw.post("/jobs", content=b"{not json")
         assert response.status_code == 400 and response.json()["kind"] == "UserInputError"
         response = await raw.get("/jobs/00000000-no-such-job")

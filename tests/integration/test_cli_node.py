@@ -10,6 +10,7 @@ import pytest
 import trio
 import yaml
 
+from bacalhau_py.auth.client_key import ClientKey
 from bacalhau_py.node import Node, NodeConfig
 
 IMAGE = "busybox:latest"
@@ -76,6 +77,7 @@ async def test_the_readme_example_runs_as_written(bacalhau, tmp_path):
     [execution] = described["executions"]
     assert {"node_id", "state", "exit_code", "verification", "result_cid"} <= set(execution)
     assert execution["verification"] == "accepted"
+    assert described["client_id"] == ClientKey.load_or_create().client_id
 
 
 async def test_logs_and_download_of_a_wasm_module_sent_inline(bacalhau, wasm_modules, tmp_path):
@@ -132,8 +134,13 @@ async def test_create_from_an_ipvm_task_on_stdin(bacalhau):
 async def test_node_list_id_and_version(bacalhau, node):
     code, out, _ = await bacalhau("node", "list")
     assert code == 0 and node.peer_id in out
+    code, out, _ = await bacalhau("id", "--output", "json")
+    identity = json.loads(out)
+    assert identity["peer_id"] == node.peer_id
+    # The client's ID is its key's: the same the node records on the jobs it submits.
+    assert identity["client_id"] == ClientKey.load_or_create().client_id
     code, out, _ = await bacalhau("id")
-    assert json.loads(out)["peer_id"] == node.peer_id
+    assert code == 0 and f"client_id: {identity['client_id']}" in out.splitlines()
     code, out, _ = await bacalhau("version")
     assert code == 0 and "Client Version" in out and "Server Version" in out
 

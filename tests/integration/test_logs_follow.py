@@ -7,6 +7,7 @@ import httpx
 import trio
 
 from bacalhau_py.devstack.stack import devstack
+from jobs_api import Signed
 
 TICKER = {
     "task": {"engine": "docker", "image": "busybox",
@@ -17,7 +18,7 @@ TICKER = {
 
 async def test_logs_follow_streams_a_remote_job_while_it_runs(tmp_path):
     async with devstack(tmp_path, 2, node_args=[[], ["--labels", "zone=far"]]) as (near, far):
-        async with httpx.AsyncClient(base_url=f"{near.api}/api/v1", timeout=30) as api:
+        async with httpx.AsyncClient(base_url=f"{near.api}/api/v1", timeout=30, auth=Signed()) as api:
             job_id = (await api.post("/jobs", json=TICKER)).json()["id"]
             follower = await trio.lowlevel.open_process(
                 [sys.executable, "-m", "bacalhau_py.cli.main", "logs", "-f", job_id,

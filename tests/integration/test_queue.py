@@ -4,7 +4,7 @@ import httpx
 import trio
 
 from bacalhau_py.devstack.stack import devstack, restart
-from jobs_api import finished, stdout_of
+from jobs_api import Signed, finished, stdout_of
 
 SLEEPER = {"task": {"engine": "docker", "image": "busybox",
                     "command": ["sh", "-c", "cut -d' ' -f1 /proc/uptime; sleep 1; cut -d' ' -f1 /proc/uptime"]},
@@ -13,7 +13,7 @@ SLEEPER = {"task": {"engine": "docker", "image": "busybox",
 
 async def test_jobs_over_capacity_queue_and_run_one_at_a_time(tmp_path):
     async with devstack(tmp_path, 1, node_args=[["--limit-total-cpu", "1"]]) as (node,):
-        async with httpx.AsyncClient(timeout=30) as api:
+        async with httpx.AsyncClient(timeout=30, auth=Signed()) as api:
             ids = []
             for _ in range(3):
                 response = await api.post(f"{node.api}/api/v1/jobs", json=SLEEPER)
@@ -34,7 +34,7 @@ async def test_jobs_over_capacity_queue_and_run_one_at_a_time(tmp_path):
 async def test_a_queued_job_survives_a_restart_of_its_node(tmp_path):
     long_job = {**SLEEPER, "task": {**SLEEPER["task"], "command": ["sleep", "600"]}}
     async with devstack(tmp_path, 1, node_args=[["--limit-total-cpu", "1"]]) as (node,):
-        async with httpx.AsyncClient(timeout=30) as api:
+        async with httpx.AsyncClient(timeout=30, auth=Signed()) as api:
             running = (await api.post(f"{node.api}/api/v1/jobs", json=long_job)).json()["id"]
             queued = (await api.post(f"{node.api}/api/v1/jobs", json=SLEEPER)).json()["id"]
             with trio.fail_after(30):

@@ -4,7 +4,7 @@ import httpx
 import trio
 
 from bacalhau_py.devstack.stack import devstack, restart
-from jobs_api import finished, stdout_of
+from jobs_api import Signed, finished, stdout_of
 
 REMOTE = {
     "task": {"engine": "docker", "image": "busybox", "command": ["sh", "-c", "sleep 1; echo survived"]},
@@ -15,7 +15,7 @@ REMOTE = {
 async def test_a_killed_requester_follows_its_running_job_again_after_a_restart(tmp_path):
     async with devstack(tmp_path, 2, node_args=[[], ["--labels", "zone=far"]]) as stack:
         requester, far = stack
-        async with httpx.AsyncClient(timeout=30) as api:
+        async with httpx.AsyncClient(timeout=30, auth=Signed()) as api:
             job_id = (await api.post(f"{requester.api}/api/v1/jobs", json=REMOTE)).json()["id"]
             with trio.fail_after(30):
                 while (await api.get(f"{requester.api}/api/v1/jobs/{job_id}")).json()["state"] != "Running":
