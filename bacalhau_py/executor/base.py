@@ -49,6 +49,8 @@ class PreparedExecution:
     """Where `stdout` and `stderr` go; published after the run."""
     module: Path | None = None
     """wasm only: the module file fetched from `spec.task.module`."""
+    image_id: str | None = None
+    """docker only: the ID of the image to run, resolved and checked against the policy."""
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,8 @@ class NodeInfo(_Message):
     ipfs_peer_id: str | None = None
     ipfs_addresses: list[str] = []
     version: str = ""
+    policy: bool = False
+    """The node has an admission policy (serve --policy)."""
 
 
 class NodeInfoRequest(_Message):
@@ -64,6 +66,7 @@ class AskBid(_Message):
     job_id: str
     execution_id: str
     spec: JobSpec
+    client_id: str = ""
 
 
 class BidReply(_Message):
@@ -110,6 +113,8 @@ class ResultProposal(_Message):
     publisher: str
     commitment: str | None
     """None when the job's verifier does not compare result hashes (noop)."""
+    image_id: str | None = None
+    """docker: the ID of the image that ran."""
 
 
 class RevealRequest(_Message):
