@@ -27,6 +27,7 @@ from bacalhau_py.errors import BacalhauError, InvalidMessage, UserInputError
 from bacalhau_py.executor import EXECUTORS
 from bacalhau_py.ipfs.base import IPFSClient, IPFSIdentity
 from bacalhau_py.jobstore import JobStore
+from bacalhau_py.policy import Policy
 from bacalhau_py.models import Job, JobSpec
 from bacalhau_py.models.messages import (
     Ack,
@@ -76,6 +77,10 @@ class NodeConfig:
     """Restrict the executors this node offers (default: every installed one)."""
     fetch_timeout: float = 120.0
     timeouts: RequesterTimeouts = RequesterTimeouts()
+    policy: Policy | None = None
+    """The admission policy (serve --policy): what this compute node runs, on which data."""
+    allowed_local_paths: tuple[Path, ...] = ()
+    """Host paths jobs may mount read-only (serve --allow-listed-local-paths)."""
 
 
 class Node:
@@ -116,7 +121,8 @@ class Node:
                 self.transport = self._transport
                 self.directory = NodeDirectory(self._own_info)
                 ctx = ProviderContext(
-                    ipfs=self.ipfs, work_dir=repo / "work", fetch_timeout=config.fetch_timeout, labels=config.labels
+                    ipfs=self.ipfs, work_dir=repo / "work", fetch_timeout=config.fetch_timeout, labels=config.labels,
+                    allowed_local_paths=config.allowed_local_paths,
                 )
                 self.result_fetcher = ResultFetcher(
                     ipfs=self.ipfs,
@@ -200,11 +206,14 @@ class Node:
         storages = {name: STORAGES.load(name)(ctx) for name in STORAGES}
         publishers = {name: PUBLISHERS.load(name)(ctx) for name in PUBLISHERS}
         self.capacity = CapacityTracker(config.limit_total or Capacity.of_machine(), config.limit_job)
+        docker = executors.get("docker")
         strategy = BidStrategy(
             BidPolicy(labels=config.labels, data_locality=config.data_locality),
             self.capacity,
             installed,
             storages,
+            admission_policy=config.policy,
+            image_identity=docker.image_identity if docker is not None else None,
         )
         self.engines = sorted(installed)
         return ComputeService(
@@ -311,6 +320,7 @@ class Node:
                 key=lambda a: a.startswith("/ip4/127."),
             ),
             version=__version__,
+            policy=self.config.policy is not None,
         )
 
     # -- MessageHandler -----------------------------------------------------------

@@ -65,15 +65,21 @@ def configure_logging(level: str = "INFO") -> None:
 @click.option("--engines", hidden=True, help="Offer only these engines (comma separated).")
 @click.option("--exit-on-stdin-eof", is_flag=True, hidden=True,
               help="Stop when standard input closes (the devstack's parent dies: no orphan nodes).")
+@click.option("--policy", "policy_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Admission policy (YAML): which images, modules, clients and network jobs may use, per dataset.")
+@click.option("--allow-listed-local-paths", "local_paths", multiple=True,
+              type=click.Path(exists=True, path_type=Path),
+              help="A host path jobs may mount read-only with -i file:///PATH:/TARGET (repeatable).")
 def serve(peers, swarm_port, swarm_host, ipfs_swarm_port, api_host, api_port, repo, node_type, ipfs_connect, labels,
           limit_total_cpu, limit_total_memory, limit_total_gpu, limit_job_cpu, limit_job_memory,
-          job_selection_data_locality, bad_actor, engines, exit_on_stdin_eof):
+          job_selection_data_locality, bad_actor, engines, exit_on_stdin_eof, policy_file, local_paths):
     """Run a long-lived node: requester and/or compute, with its own IPFS node."""
     import trio
 
     from bacalhau_py.compute.capacity import Capacity
     from bacalhau_py.errors import UserInputError
     from bacalhau_py.node import Node, NodeConfig
+    from bacalhau_py.policy import load_policy
 
     types = frozenset(t.strip() for t in node_type.split(",") if t.strip())
     if not types or not types <= {"requester", "compute"}:
@@ -94,6 +100,8 @@ def serve(peers, swarm_port, swarm_host, ipfs_swarm_port, api_host, api_port, re
         data_locality=job_selection_data_locality,
         bad_actor=bad_actor,
         engines=tuple(e for e in engines.split(",") if e) if engines else None,
+        policy=load_policy(policy_file) if policy_file else None,
+        allowed_local_paths=tuple(path.resolve() for path in local_paths),
     )
     configure_logging()
 

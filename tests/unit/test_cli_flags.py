@@ -42,7 +42,7 @@ def test_bash_c_keeps_its_flag(capsys):
     )
     assert spec["task"]["image"] == "ubuntu"
     assert spec["task"]["command"] == ["bash", "-c", "cat /file.txt > /output_folder/file.txt"]
-    assert spec["inputs"] == [{"source": "ipfs", "path": "/file.txt", "cid": CID, "url": None, "content": None}]
+    assert spec["inputs"] == [{"source": "ipfs", "path": "/file.txt", "cid": CID, "url": None, "content": None, "local_path": None}]
     assert [(o["name"], o["path"]) for o in spec["outputs"]] == [("outputs", "/outputs"), ("apples", "/output_folder")]
 
 

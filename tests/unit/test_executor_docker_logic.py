@@ -13,6 +13,9 @@ from bacalhau_py.executor.docker import NODE_LABEL, DockerExecutor, _copy_log, _
 from bacalhau_py.models import JobSpec, Resources, Task
 
 
+IMAGE_ID = "sha256:" + "ab" * 32
+
+
 def options(tmp_path: Path, **task) -> dict:
     executor = DockerExecutor(ProviderContext(ipfs=None, work_dir=tmp_path))  # type: ignore[arg-type]
     resources = task.pop("resources", Resources())
@@ -23,11 +26,13 @@ def options(tmp_path: Path, **task) -> dict:
         [Mount(tmp_path / "out", "/outputs", False)],
         tmp_path / "result",
     )
-    return executor._create_options(execution)
+    return executor._create_options(execution, IMAGE_ID)
 
 
 def test_defaults(tmp_path):
     created = options(tmp_path)
+    # The container runs the image ID that was checked, not whatever the name points to by then.
+    assert created["image"] == IMAGE_ID
     assert created["network_mode"] == "none"
     assert created["command"] is None and "entrypoint" not in created
     assert created["labels"] == {CONTAINER_LABEL: "exec-1", NODE_LABEL: str(tmp_path.resolve())}
