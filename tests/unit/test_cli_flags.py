@@ -224,3 +224,11 @@ def test_console_entry_point_runs_as_a_module_without_a_traceback():
     for command in ("serve", "devstack", "run", "docker", "wasm", "create", "validate", "list", "describe",
                     "logs", "get", "cancel", "ipfs", "node", "id", "version"):
         assert f"  {command} " in help_text
+
+
+def test_a_local_input_names_a_host_path_and_a_target(capsys):
+    spec = dry_run(capsys, "run", "-i", "file:///data/private:/private", "-i", "file:///data/other.csv", "busybox")
+    assert [(i["source"], i["local_path"], i["path"]) for i in spec["inputs"]] == [
+        ("local", "/data/private", "/private"),
+        ("local", "/data/other.csv", "/inputs"),
+    ]
