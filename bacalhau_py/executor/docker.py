@@ -538,5 +538,7 @@ def _untagged_archive(source: Path, target: Path, image: str) -> None:
                 out.addfile(member, archive.extractfile(member) if member.isreg() else None)
             if not seen_manifest:
                 raise ExecutorError(f"image {image}: not an archive written by docker save (no manifest.json)")
+    except tarfile.ReadError:
+        raise ExecutorError(f"image {image}: not an archive written by docker save (not a tar file, plain or gzipped)") from None
     except (OSError, tarfile.TarError, EOFError, json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ExecutorError(f"image {image}: not an archive written by docker save ({error})") from None
+        raise ExecutorError(_one_line(f"image {image}: not an archive written by docker save ({error})")) from None
