@@ -88,6 +88,8 @@ WAIT_POLL = 30
 PING_TIMEOUT = 5.0
 LOAD_TIMEOUT = 300.0
 """Longest wait for the engine to load one image archive."""
+MAX_IMAGE_BYTES = 16 << 30
+"""What an image archive may unpack to: a small gzip bomb must not fill the node's disk."""
 
 _OOM_EXIT_CODE = 137
 
@@ -362,7 +364,7 @@ class DockerExecutor:
             try:
                 archive = await self._fetch_archive(ref, folder)
                 stripped = folder / "image.tar"
-                await trio.to_thread.run_sync(_untagged_archive, archive, stripped, ref.text)
+                await trio.to_thread.run_sync(_untagged_archive, archive, stripped, ref.text, MAX_IMAGE_BYTES)
                 identity = await self._load(client, stripped, ref.text)
             finally:
                 with trio.CancelScope(shield=True):
@@ -511,17 +513,22 @@ def _sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _untagged_archive(source: Path, target: Path, image: str) -> None:
+def _untagged_archive(source: Path, target: Path, image: str, limit: int) -> None:
     """(In a thread.) Copy a `docker save` archive (plain or gzipped) without its tags.
 
     Loading an archive applies the names in it: a job's archive must not
     re-point a name (`busybox:latest`) that other jobs run. The image is run
-    by ID, so it needs none. Refuses an archive that holds more than one image.
+    by ID, so it needs none. Refuses an archive that holds more than one
+    image, or that unpacks to more than `limit` bytes.
     """
     try:
         with tarfile.open(source, "r:*") as archive, tarfile.open(target, "w") as out:
             seen_manifest = False
+            size = 0
             for member in archive:
+                size += member.size
+                if size > limit:
+                    raise ExecutorError(f"image {image}: the archive unpacks to more than {limit} bytes")
                 if member.name in ("repositories", "./repositories"):
                     continue
                 if member.name in ("manifest.json", "./manifest.json"):

@@ -232,3 +232,15 @@ def test_a_local_input_names_a_host_path_and_a_target(capsys):
         ("local", "/data/private", "/private"),
         ("local", "/data/other.csv", "/inputs"),
     ]
+
+
+def test_a_bad_policy_stops_serve_and_devstack_with_one_line(capsys, tmp_path):
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("allow:\n  imagez: []\n")
+    for command in (["serve", "--repo", str(tmp_path / "repo")], ["devstack", "--repo-dir", str(tmp_path / "stack")]):
+        code, _, err = cli(capsys, *command, "--policy", str(policy))
+        assert code == 2
+        assert err.strip() == (
+            f"Error: the policy {policy}: unknown key allow.imagez (expected images, modules, clients, network)"
+        )
+    assert not (tmp_path / "repo").exists() and not (tmp_path / "stack").exists()
