@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
+
+import trio
 
 from bacalhau_py import policy as admission
 from bacalhau_py.compute.capacity import Capacity, CapacityTracker
@@ -47,10 +50,11 @@ class BidStrategy:
         self.image_identity = image_identity
         """The local image a docker IMAGE names (None if not here yet): the docker executor's."""
 
-    def admission(self, spec: JobSpec, client_id: str, image: ImageIdentity | None) -> Refusal | None:
+    async def admission(self, spec: JobSpec, client_id: str, image: ImageIdentity | None) -> Refusal | None:
         """The admission policy's verdict (serve --policy); None without a policy."""
         if self.admission_policy is None:
             return None
+        spec = await trio.to_thread.run_sync(_with_real_local_paths, spec)
         refusal = admission.check(self.admission_policy, spec, client_id=client_id, image=image)
         return Refusal(refusal.reason) if refusal else None
 
@@ -76,7 +80,7 @@ class BidStrategy:
                     image = await self.image_identity(spec.task.image)
                 except BacalhauError as error:
                     return Refusal(error.message)
-            refusal = self.admission(spec, client_id, image)
+            refusal = await self.admission(spec, client_id, image)
             if refusal is not None:
                 return refusal
         need = Capacity.needed_by(spec.resources)
@@ -90,3 +94,15 @@ class BidStrategy:
                     return Refusal(f"input {source.cid} is not on this node (data locality: local)")
         reason = self.capacity.why_not_now(need)
         return Refusal(reason, retry=True) if reason else None
+
+
+def _with_real_local_paths(spec: JobSpec) -> JobSpec:
+    """The spec with each local input's path resolved (symlinks), as the policy's keys are."""
+    if not any(source.source == "local" for source in spec.inputs):
+        return spec
+    inputs = [
+        source.model_copy(update={"local_path": str(Path(source.local_path).resolve())})
+        if source.source == "local" else source
+        for source in spec.inputs
+    ]
+    return spec.model_copy(update={"inputs": inputs})

@@ -314,7 +314,7 @@ class ComputeService:
         # Again, before any data is touched: a tag may point elsewhere than when
         # the node bid, and an archive's image is known only once it is loaded.
         # The container then runs this very ID.
-        refusal = self.strategy.admission(spec, execution.client_id, image)
+        refusal = await self.strategy.admission(spec, execution.client_id, image)
         if refusal is not None:
             raise BacalhauError(f"refused before running: {refusal.reason}")
         inputs_dir = folder / "inputs"

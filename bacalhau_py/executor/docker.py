@@ -46,8 +46,8 @@ and removed inside a shielded scope and then `Cancelled` propagates.
 from __future__ import annotations
 
 import functools
-import io
 import hashlib
+import io
 import json
 import re
 import shutil
@@ -320,10 +320,8 @@ class DockerExecutor:
                     f"image {image} is not on this node: no local image has ID or repo digest {ref.digest}{seen}"
                 )
             return identity
+        await self._ensure_image(client, image)
         identity = await self._lookup(client, image)
-        if identity is None:
-            await self._ensure_image(client, image)
-            identity = await self._lookup(client, image)
         if identity is None:
             raise ExecutorError(f"image '{image}' is not available on this node")
         return identity
@@ -373,12 +371,13 @@ class DockerExecutor:
             return identity
 
     async def _fetch_archive(self, ref: ImageRef, folder: Path) -> Path:
+        """The archive file, checked: IPFS checks a CID's content itself; a URL's is hashed here."""
+        from bacalhau_py.storage.url import download
+
+        archive = folder / "archive"
         try:
             if ref.kind == "ipfs":
-                return await self.ctx.ipfs.get(ref.cid, folder / "archive", timeout=self.ctx.fetch_timeout)
-            from bacalhau_py.storage.url import download
-
-            archive = folder / "archive"
+                return await self.ctx.ipfs.get(ref.cid, archive, timeout=self.ctx.fetch_timeout)
             await download(
                 ref.url, archive, limit=self.ctx.max_url_bytes, timeout=self.ctx.fetch_timeout, allow_private=True
             )

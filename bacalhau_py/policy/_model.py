@@ -93,7 +93,7 @@ def load_policy(path: Path) -> Policy:
     except yaml.YAMLError as error:
         raise UserInputError(f"the policy {path} is not YAML: {' '.join(str(error).split())}") from None
     try:
-        return Policy.model_validate(data or {})
+        policy = Policy.model_validate(data or {})
     except ValidationError as error:
         first = error.errors()[0]
         location = ".".join(str(part) for part in first["loc"])
@@ -102,3 +102,9 @@ def load_policy(path: Path) -> Policy:
             raise UserInputError(f"the policy {path}: unknown key {location} (expected {expected})") from None
         problem = first["msg"].removeprefix("Value error, ")
         raise UserInputError(f"the policy {path}: {location or 'top level'}: {problem}") from None
+    # Local inputs are matched by their real path (compute/bidding.py resolves
+    # them too): a symlinked alias of a guarded folder must not escape its rules.
+    datasets = {
+        str(Path(key).resolve()) if key.startswith("/") else key: rules for key, rules in policy.datasets.items()
+    }
+    return policy.model_copy(update={"datasets": datasets})

@@ -144,3 +144,29 @@ def test_a_bad_policy_file_gets_one_line_naming_the_key(tmp_path, text, message)
 def test_the_policy_is_frozen(policy):
     with pytest.raises(Exception):
         policy.allow = None  # type: ignore[misc]
+
+
+async def test_a_symlinked_alias_of_a_guarded_folder_keeps_its_rules(tmp_path):
+    from bacalhau_py.compute.bidding import BidPolicy, BidStrategy
+    from bacalhau_py.compute.capacity import Capacity, CapacityTracker
+    from bacalhau_py.context import ProviderContext
+    from bacalhau_py.storage.local import LocalStorage
+
+    private = tmp_path / "private"
+    private.mkdir()
+    (private / "records.txt").write_text("secret\n")
+    alias = tmp_path / "alias"
+    alias.symlink_to(private)
+    path = tmp_path / "policy.yaml"
+    path.write_text(f"datasets:\n  {private}: {{images: [{A}]}}\n")
+    storage = LocalStorage(ProviderContext(ipfs=None, work_dir=tmp_path, allowed_local_paths=(alias,)))  # type: ignore[arg-type]
+
+    async def image_identity(image: str) -> ImageIdentity:
+        return ImageIdentity(C)
+
+    strategy = BidStrategy(
+        BidPolicy(labels={}), CapacityTracker(Capacity(cpu=1, memory=1 << 30, gpu=0)), {"docker"},
+        {"local": storage}, admission_policy=load_policy(path), image_identity=image_identity,
+    )
+    refusal = await strategy.refusal(docker_job(local(f"{alias}/records.txt")))
+    assert refusal.reason == f"image busybox = {C} is not approved for dataset {private}"
