@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 
 import pytest
+from pydantic import ValidationError
 
 from bacalhau_py.errors import UserInputError
 from bacalhau_py.ipfs.cid import bytes_cid
@@ -142,7 +143,7 @@ def test_a_bad_policy_file_gets_one_line_naming_the_key(tmp_path, text, message)
 
 
 def test_the_policy_is_frozen(policy):
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError, match="frozen"):
         policy.allow = None  # type: ignore[misc]
 
 
