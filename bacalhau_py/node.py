@@ -27,7 +27,6 @@ from bacalhau_py.errors import BacalhauError, InvalidMessage, UserInputError
 from bacalhau_py.executor import EXECUTORS
 from bacalhau_py.ipfs.base import IPFSClient, IPFSIdentity
 from bacalhau_py.jobstore import JobStore
-from bacalhau_py.policy import Policy
 from bacalhau_py.models import Job, JobSpec
 from bacalhau_py.models.messages import (
     Ack,
@@ -45,6 +44,7 @@ from bacalhau_py.models.messages import (
     ResultProposal,
     RevealRequest,
 )
+from bacalhau_py.policy import Policy
 from bacalhau_py.publisher import PUBLISHERS
 from bacalhau_py.requester.results import ResultFetcher
 from bacalhau_py.requester.service import RequesterService, RequesterTimeouts
@@ -206,14 +206,14 @@ class Node:
         storages = {name: STORAGES.load(name)(ctx) for name in STORAGES}
         publishers = {name: PUBLISHERS.load(name)(ctx) for name in PUBLISHERS}
         self.capacity = CapacityTracker(config.limit_total or Capacity.of_machine(), config.limit_job)
-        docker = executors.get("docker")
+        docker_executor = executors.get("docker")
         strategy = BidStrategy(
             BidPolicy(labels=config.labels, data_locality=config.data_locality),
             self.capacity,
             installed,
             storages,
             admission_policy=config.policy,
-            image_identity=docker.image_identity if docker is not None else None,
+            image_identity=docker_executor.image_identity if docker_executor is not None else None,
         )
         self.engines = sorted(installed)
         return ComputeService(
