@@ -123,7 +123,7 @@ class InputSource(Frozen):
     def _local_path(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        if not value.startswith("/"):
+        if not value.startswith("/") or "\0" in value:
             raise ValueError(f"{value!r} is not an absolute path (expected e.g. /data/private)")
         return posixpath.normpath(value)
 

@@ -45,3 +45,4 @@ def test_bad_images_say_what_is_expected(text, message):
         parse_image(text)
     with pytest.raises(ValidationError):
         Task(engine="docker", image=text)
+
