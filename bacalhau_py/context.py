@@ -22,3 +22,5 @@ class ProviderContext:
     """Longest wait for one input (IPFS fetch, URL download)."""
     max_url_bytes: int = 1 << 30
     labels: dict[str, str] = field(default_factory=dict)
+    allowed_local_paths: tuple[Path, ...] = ()
+    """Host paths jobs may mount read-only (serve --allow-listed-local-paths)."""

@@ -50,6 +50,7 @@ from bacalhau_py.models.messages import (
     RevealRequest,
 )
 from bacalhau_py.models.signature import SignedRequest
+from bacalhau_py.policy import Policy
 from bacalhau_py.publisher import PUBLISHERS
 from bacalhau_py.requester.results import ResultFetcher
 from bacalhau_py.requester.service import RequesterService, RequesterTimeouts
@@ -88,6 +89,10 @@ class NodeConfig:
     operators: frozenset[str] = frozenset()
     """Client IDs that may list, cancel and read every job and approve or reject nodes."""
     node_approval: Literal["auto", "manual"] = "auto"
+    policy: Policy | None = None
+    """The admission policy (serve --policy): what this compute node runs, on which data."""
+    allowed_local_paths: tuple[Path, ...] = ()
+    """Host paths jobs may mount read-only (serve --allow-listed-local-paths)."""
 
 
 class Node:
@@ -133,7 +138,8 @@ class Node:
                 approvals = await trio.to_thread.run_sync(Approvals, repo / APPROVALS_FILE, config.node_approval)
                 self.directory = NodeDirectory(self._own_info, approvals)
                 ctx = ProviderContext(
-                    ipfs=self.ipfs, work_dir=repo / "work", fetch_timeout=config.fetch_timeout, labels=config.labels
+                    ipfs=self.ipfs, work_dir=repo / "work", fetch_timeout=config.fetch_timeout, labels=config.labels,
+                    allowed_local_paths=config.allowed_local_paths,
                 )
                 self.result_fetcher = ResultFetcher(
                     ipfs=self.ipfs,
@@ -235,11 +241,14 @@ class Node:
         storages = {name: STORAGES.load(name)(ctx) for name in STORAGES}
         publishers = {name: PUBLISHERS.load(name)(ctx) for name in PUBLISHERS}
         self.capacity = CapacityTracker(config.limit_total or Capacity.of_machine(), config.limit_job)
+        docker_executor = executors.get("docker")
         strategy = BidStrategy(
             BidPolicy(labels=config.labels, data_locality=config.data_locality),
             self.capacity,
             installed,
             storages,
+            admission_policy=config.policy,
+            image_identity=docker_executor.image_identity if docker_executor is not None else None,
         )
         self.engines = sorted(installed)
         return ComputeService(
@@ -346,6 +355,7 @@ class Node:
                 key=lambda a: a.startswith("/ip4/127."),
             ),
             version=__version__,
+            policy=self.config.policy is not None,
         )
 
     # -- MessageHandler -----------------------------------------------------------

@@ -97,7 +97,7 @@ class URLVolume(_Form):
 
 class InputURI(_Form):
     name = "URI[:PATH]"
-    form = "ipfs://CID[:PATH] or http(s)://URL[:PATH]; PATH defaults to /inputs"
+    form = "ipfs://CID[:PATH], http(s)://URL[:PATH] or file:///HOST_PATH[:PATH]; PATH defaults to /inputs"
 
     def convert(self, value, param, ctx):
         if isinstance(value, dict):
@@ -109,6 +109,12 @@ class InputURI(_Form):
         if value.startswith(("http://", "https://")):
             url, path = _split_path(value)
             return {"source": "url", "url": url, "path": path or "/inputs", "flag": flag}
+        if value.startswith("file:///"):
+            # A path allow-listed on the compute node; it never leaves that node.
+            local, sep, path = value.removeprefix("file://").rpartition(":")
+            if not sep or not path.startswith("/"):
+                local, path = value.removeprefix("file://"), ""
+            return {"source": "local", "local_path": local, "path": path or "/inputs", "flag": flag}
         self.bad(value, "unknown scheme", param, ctx)
 
 
@@ -200,7 +206,8 @@ def job_options(engine: str) -> Callable[[Callable], Callable]:
             click.option("-u", "--input-urls", "urls", type=URLVolume(), multiple=True,
                          help="Download URL and mount it at PATH (repeatable)."),
             click.option("-i", "--input", "uris", type=InputURI(), multiple=True,
-                         help="ipfs://CID or http(s)://URL, mounted at PATH (default /inputs)."),
+                         help="ipfs://CID, http(s)://URL or file:///PATH (allow-listed on the node), "
+                              "mounted at PATH (default /inputs)."),
             click.option("-o", "--output-volumes", "outputs", type=OutputVolume(), multiple=True,
                          help="A writable folder published as result NAME (outputs:/outputs is always present)."),
             click.option("-e", "--env", "env", type=KeyValue("K=V, e.g. -e GREETING=hello"), multiple=True,

@@ -35,7 +35,7 @@ def node() -> None:
 @click.option("--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @api_options
 def node_list(output: str) -> None:
-    """The nodes the connected node knows: peer ID, type, approval, labels, free capacity."""
+    """The nodes the connected node knows: peer ID, type, approval, labels, free capacity, admission policy."""
     with api_client() as client:
         nodes = client.nodes()
     if output == "json":
@@ -52,10 +52,11 @@ def node_list(output: str) -> None:
             _size(info.get("free_memory", 0)),
             str(info.get("free_gpu", 0)),
             str(info.get("running", 0)),
+            "yes" if info.get("policy") else "no",
         ]
         for info in nodes
     ]
-    columns = ["PEER ID", "TYPE", "APPROVAL", "ENGINES", "LABELS", "FREE CPU", "FREE MEMORY", "FREE GPU", "RUNNING"]
+    columns = ["PEER ID", "TYPE", "APPROVAL", "ENGINES", "LABELS", "FREE CPU", "FREE MEMORY", "FREE GPU", "RUNNING", "POLICY"]
     print_table(columns, rows, flexible="LABELS")
 
 

@@ -75,10 +75,15 @@ def configure_logging(level: str = "INFO") -> None:
                    "approve nodes (repeatable).")
 @click.option("--node-approval", type=click.Choice(["auto", "manual"]), default="auto", show_default=True,
               help="manual: send no job to a compute node until an operator runs 'bacalhau node approve'.")
+@click.option("--policy", "policy_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Admission policy (YAML): which images, modules, clients and network jobs may use, per dataset.")
+@click.option("--allow-listed-local-paths", "local_paths", multiple=True,
+              type=click.Path(exists=True, path_type=Path),
+              help="A host path jobs may mount read-only with -i file:///PATH:/TARGET (repeatable).")
 def serve(peers, swarm_port, swarm_host, ipfs_swarm_port, api_host, api_port, repo, node_type, ipfs_connect, labels,
           limit_total_cpu, limit_total_memory, limit_total_gpu, limit_job_cpu, limit_job_memory,
           job_selection_data_locality, bad_actor, engines, exit_on_stdin_eof, api_keys, api_insecure, operators,
-          node_approval):
+          node_approval, policy_file, local_paths):
     """Run a long-lived node: requester and/or compute, with its own IPFS node."""
     import trio
 
@@ -86,6 +91,7 @@ def serve(peers, swarm_port, swarm_host, ipfs_swarm_port, api_host, api_port, re
     from bacalhau_py.compute.capacity import Capacity
     from bacalhau_py.errors import BacalhauError, UserInputError
     from bacalhau_py.node import Node, NodeConfig
+    from bacalhau_py.policy import load_policy
 
     types = frozenset(t.strip() for t in node_type.split(",") if t.strip())
     if not types or not types <= {"requester", "compute"}:
@@ -119,6 +125,8 @@ def serve(peers, swarm_port, swarm_host, ipfs_swarm_port, api_host, api_port, re
         api_keys=APIKeys.load(api_keys) if api_keys else None,
         operators=frozenset(operators),
         node_approval=node_approval,
+        policy=load_policy(policy_file) if policy_file else None,
+        allowed_local_paths=tuple(path.resolve() for path in local_paths),
     )
     configure_logging()
 

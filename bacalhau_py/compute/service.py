@@ -24,7 +24,7 @@ from bacalhau_py.compute.capacity import Capacity, CapacityTracker
 from bacalhau_py.concurrency import run_all
 from bacalhau_py.errors import BacalhauError, NotFound
 from bacalhau_py.executor.base import Executor, Mount, PreparedExecution, live_log
-from bacalhau_py.models import ExecutionState, JobSpec
+from bacalhau_py.models import Engine, ExecutionState, JobSpec
 from bacalhau_py.models.messages import (
     Ack,
     AskBid,
@@ -69,6 +69,9 @@ class _Execution:
     """Set when this node stops the execution itself (shutting down): reported to the requester."""
     done: trio.Event = field(default_factory=trio.Event)
     """Set when its `_run` task has ended (container removed), or when it is dropped unrun."""
+    client_id: str = ""
+    image_id: str | None = None
+    """docker: the image that runs, as checked against the admission policy."""
 
 
 class ComputeService:
@@ -115,7 +118,7 @@ class ComputeService:
         if forged is not None:
             log.warning("refused job %s from requester %s: %s", message.job_id, sender, forged)
             return BidReply(execution_id=message.execution_id, accepted=False, reason=forged)
-        refusal = await self.strategy.refusal(message.spec)
+        refusal = await self.strategy.refusal(message.spec, message.client_id)
         if refusal is None:
             reason = self.capacity.reserve(message.execution_id, Capacity.needed_by(message.spec.resources))
             # Another bid may have taken the capacity while the strategy awaited.
@@ -129,6 +132,7 @@ class ComputeService:
             job_id=message.job_id,
             spec=message.spec,
             bid_deadline=trio.current_time() + BID_HOLD_SECONDS,
+            client_id=message.client_id,
         )
         return BidReply(execution_id=message.execution_id, accepted=True)
 
@@ -274,6 +278,7 @@ class ComputeService:
                     commitment=commitment(execution_id, execution.salt, execution.result_hash)
                     if execution.result_hash
                     else None,
+                    image_id=execution.image_id,
                 )
             except BacalhauError as error:
                 failure = error.message
@@ -307,6 +312,16 @@ class ComputeService:
         self, execution_id: str, execution: _Execution, folder: Path, result_dir: Path
     ) -> PreparedExecution:
         spec = execution.spec
+        image = None
+        if spec.task.engine is Engine.DOCKER:
+            image = await self.executors[Engine.DOCKER.value].prepare_image(spec.task.image)
+            execution.image_id = image.id
+        # Again, before any data is touched: a tag may point elsewhere than when
+        # the node bid, and an archive's image is known only once it is loaded.
+        # The container then runs this very ID.
+        refusal = await self.strategy.admission(spec, execution.client_id, image)
+        if refusal is not None:
+            raise BacalhauError(f"refused before running: {refusal.reason}")
         inputs_dir = folder / "inputs"
         await trio.to_thread.run_sync(lambda: inputs_dir.mkdir(parents=True, exist_ok=True))
         mounts: list[Mount | None] = [None] * len(spec.inputs)
@@ -317,7 +332,9 @@ class ComputeService:
             dest = inputs_dir / str(index)
             await trio.to_thread.run_sync(dest.mkdir)
             path = await self.storages[source.source].prepare(source, dest)
-            await trio.to_thread.run_sync(_normalise_times, path)
+            if path.is_relative_to(dest):
+                # Only fetched copies: an allow-listed local path is the owner's own data.
+                await trio.to_thread.run_sync(_normalise_times, path)
             mounts[index] = Mount(source=path, target=source.path, read_only=True)
 
         async def fetch_module() -> None:
@@ -355,6 +372,7 @@ class ComputeService:
             result_dir=result_dir,
             module=module[0] if module else None,
             imports=tuple(path for path in imports if path is not None),
+            image_id=execution.image_id,
         )
 
     async def _update(

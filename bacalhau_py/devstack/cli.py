@@ -17,7 +17,9 @@ import click
               help="Where the nodes keep their repos (default: a new temporary folder).")
 @click.option("--env-file", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the export lines to this file.")
-def devstack(nodes, bad_compute_actors, repo_dir, env_file):
+@click.option("--policy", "policy_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Admission policy (YAML) for every node (see serve --policy).")
+def devstack(nodes, bad_compute_actors, repo_dir, env_file, policy_file):
     """Run NODES local nodes, each its own process with its own IPFS, until Ctrl-C."""
     import trio
 
@@ -26,6 +28,12 @@ def devstack(nodes, bad_compute_actors, repo_dir, env_file):
 
     if bad_compute_actors > nodes:
         raise UserInputError(f"--bad-compute-actors {bad_compute_actors} is more than --nodes {nodes}")
+    node_args = None
+    if policy_file:
+        from bacalhau_py.policy import load_policy
+
+        load_policy(policy_file)  # a bad file stops here, once, not in every node
+        node_args = [["--policy", str(policy_file.resolve())] for _ in range(nodes)]
     repo_dir = repo_dir or Path(tempfile.mkdtemp(prefix="bacalhau-devstack-"))
 
     async def main() -> None:
@@ -41,7 +49,7 @@ def devstack(nodes, bad_compute_actors, repo_dir, env_file):
                     break
 
     async def run_stack() -> None:
-        async with start(repo_dir, nodes, bad_actors=bad_compute_actors) as stack:
+        async with start(repo_dir, nodes, bad_actors=bad_compute_actors, node_args=node_args) as stack:
             exports = env_exports(stack[0])
             if env_file:
                 env_file.write_text(exports)

@@ -51,6 +51,8 @@ class PreparedExecution:
     """wasm only: the module file fetched from `spec.task.module`."""
     imports: tuple[Path, ...] = ()
     """wasm only: the module files fetched from `spec.task.imports`, in its order."""
+    image_id: str | None = None
+    """docker only: the ID of the image to run, resolved and checked against the policy."""
 
 
 @dataclass(frozen=True)

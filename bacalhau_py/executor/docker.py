@@ -23,6 +23,16 @@ What a job gets
   followed from the engine's log while the container runs (so `logs -f`
   sees them grow) and each cut at `MAX_LOG_BYTES`.
 
+Images
+------
+`prepare_image` makes IMAGE local and says which image it is (its ID): a
+name is looked up (or pulled, once, bounded); `NAME@sha256:HEX` only if HEX
+is a local image's ID or repo digest; `ipfs://CID` and
+`http(s)://...#sha256=HEX` archives (`docker save`, plain or gzipped) are
+fetched, checked, stripped of their tags (an archive must not re-point a name
+other jobs use) and loaded once per CID or hash. The container then runs that
+ID, so what runs is what the admission policy approved.
+
 The container runs as the image's user (root for most images), so files in
 the outputs belong to root. Forcing the node's uid would break images that
 expect their own user or write to their home, and the node runs as root here.
@@ -36,7 +46,13 @@ and removed inside a shielded scope and then `Cancelled` propagates.
 from __future__ import annotations
 
 import functools
+import hashlib
+import io
+import json
 import re
+import shutil
+import tarfile
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -48,8 +64,9 @@ import requests.exceptions
 import trio
 
 from bacalhau_py.context import ProviderContext
-from bacalhau_py.errors import ExecutorError
+from bacalhau_py.errors import BacalhauError, ExecutorError
 from bacalhau_py.executor.base import CONTAINER_LABEL, MAX_LOG_BYTES, PreparedExecution, RunResult, live_log
+from bacalhau_py.models.image import ImageIdentity, ImageRef, parse_image
 
 T = TypeVar("T")
 
@@ -69,6 +86,10 @@ CLEANUP_TIMEOUT = 20.0
 WAIT_POLL = 30
 """`wait` is a long poll: it returns at exit; this only bounds each request."""
 PING_TIMEOUT = 5.0
+LOAD_TIMEOUT = 300.0
+"""Longest wait for the engine to load one image archive."""
+MAX_IMAGE_BYTES = 16 << 30
+"""What an image archive may unpack to: a small gzip bomb must not fill the node's disk."""
 
 _OOM_EXIT_CODE = 137
 
@@ -132,6 +153,9 @@ class DockerExecutor:
         self.node_label = str(ctx.work_dir.resolve())
         self._client: docker.DockerClient | None = None
         self._client_lock = trio.Lock()
+        self._archives: dict[str, str] = {}
+        """Loaded archives: CID or `sha256:HEX` of the archive file -> image ID."""
+        self._archive_locks: dict[str, trio.Lock] = {}
 
     # -- engine access -----------------------------------------------------
 
@@ -189,14 +213,14 @@ class DockerExecutor:
         if not task.image:
             raise ExecutorError("docker job has no image")
         client = await self._docker()
-        await self._ensure_image(client, task.image)
+        image_id = execution.image_id or (await self.prepare_image(task.image)).id
         execution.result_dir.mkdir(parents=True, exist_ok=True)
 
         container = None
         try:
             container = await self._call(
                 client.containers.create, doing=f"create a container from {task.image}",
-                abandon=False, **self._create_options(execution),
+                abandon=False, **self._create_options(execution, image_id),
             )
             await self._call(container.start, doing="start the container")
             async with trio.open_nursery() as nursery:
@@ -225,7 +249,7 @@ class DockerExecutor:
             with trio.CancelScope(shield=True):
                 await self._remove(container)
 
-    def _create_options(self, execution: PreparedExecution) -> dict[str, Any]:
+    def _create_options(self, execution: PreparedExecution, image_id: str) -> dict[str, Any]:
         spec = execution.spec
         task = spec.task
         mounts = [
@@ -236,7 +260,7 @@ class DockerExecutor:
             for mount in [*execution.inputs, *execution.outputs]
         ]
         options: dict[str, Any] = {
-            "image": task.image,
+            "image": image_id,
             "command": list(task.command) or None,
             "environment": dict(task.env),
             "working_dir": task.workdir,
@@ -261,6 +285,121 @@ class DockerExecutor:
                 docker.types.DeviceRequest(count=spec.resources.gpu, capabilities=[["gpu"]])
             ]
         return options
+
+    # -- images ------------------------------------------------------------
+
+    async def image_identity(self, image: str) -> ImageIdentity | None:
+        """The local image that IMAGE names, fetching nothing; None if it is not here (yet)."""
+        ref = parse_image(image)
+        client = await self._docker()
+        if ref.archive:
+            loaded = self._archives.get(ref.cid or ref.digest)
+            return await self._lookup(client, loaded) if loaded else None
+        if ref.kind == "digest":
+            return await self._verified(client, ref)
+        return await self._lookup(client, image)
+
+    async def prepare_image(self, image: str) -> ImageIdentity:
+        """Make IMAGE local (load its archive, or try one bounded pull) and say which image it is.
+
+        Raises `ExecutorError` naming IMAGE when it cannot be had or verified.
+        """
+        ref = parse_image(image)
+        client = await self._docker()
+        if ref.archive:
+            return await self._load_archive(client, ref)
+        if ref.kind == "digest":
+            identity = await self._verified(client, ref)
+            if identity is None:
+                await self._try_pull(client, image)
+                identity = await self._verified(client, ref)
+            if identity is None:
+                local = await self._lookup(client, ref.name)
+                seen = f" (the local {ref.name} is {local.id})" if local else ""
+                raise ExecutorError(
+                    f"image {image} is not on this node: no local image has ID or repo digest {ref.digest}{seen}"
+                )
+            return identity
+        await self._ensure_image(client, image)
+        identity = await self._lookup(client, image)
+        if identity is None:
+            raise ExecutorError(f"image '{image}' is not available on this node")
+        return identity
+
+    async def _lookup(self, client: docker.DockerClient, name: str) -> ImageIdentity | None:
+        try:
+            found = await self._thread(client.images.get, name, doing=f"look up image {name}")
+        except docker.errors.ImageNotFound:
+            return None
+        except _SDK_ERRORS as error:
+            raise _translate(error, f"look up image {name}") from None
+        return ImageIdentity(id=found.id, repo_digests=tuple(found.attrs.get("RepoDigests") or ()))
+
+    async def _verified(self, client: docker.DockerClient, ref: ImageRef) -> ImageIdentity | None:
+        """The local image whose ID, or one of whose repo digests, is the reference's digest."""
+        for candidate in (ref.digest, ref.text):
+            identity = await self._lookup(client, candidate)
+            if identity is not None and (identity.id == ref.digest or ref.text in identity.repo_digests):
+                return identity
+        return None
+
+    async def _try_pull(self, client: docker.DockerClient, image: str) -> None:
+        try:
+            await self._thread(client.images.pull, image, doing=f"pull image {image}", timeout=PULL_TIMEOUT)
+        except (ExecutorError, *_SDK_ERRORS):
+            pass  # the caller says what is missing
+
+    async def _load_archive(self, client: docker.DockerClient, ref: ImageRef) -> ImageIdentity:
+        """Fetch, check and load an image archive, once per CID or hash."""
+        key = ref.cid or ref.digest
+        async with self._archive_locks.setdefault(key, trio.Lock()):
+            loaded = self._archives.get(key)
+            identity = await self._lookup(client, loaded) if loaded else None
+            if identity is not None:
+                return identity
+            folder = self.ctx.work_dir / "images" / uuid.uuid4().hex
+            await trio.to_thread.run_sync(functools.partial(folder.mkdir, parents=True))
+            try:
+                archive = await self._fetch_archive(ref, folder)
+                stripped = folder / "image.tar"
+                await trio.to_thread.run_sync(_untagged_archive, archive, stripped, ref.text, MAX_IMAGE_BYTES)
+                identity = await self._load(client, stripped, ref.text)
+            finally:
+                with trio.CancelScope(shield=True):
+                    await trio.to_thread.run_sync(shutil.rmtree, folder, True)
+            self._archives[key] = identity.id
+            return identity
+
+    async def _fetch_archive(self, ref: ImageRef, folder: Path) -> Path:
+        """The archive file, checked: IPFS checks a CID's content itself; a URL's is hashed here."""
+        from bacalhau_py.storage.url import download
+
+        archive = folder / "archive"
+        try:
+            if ref.kind == "ipfs":
+                return await self.ctx.ipfs.get(ref.cid, archive, timeout=self.ctx.fetch_timeout)
+            await download(
+                ref.url, archive, limit=self.ctx.max_url_bytes, timeout=self.ctx.fetch_timeout, allow_private=True
+            )
+        except BacalhauError as error:
+            raise ExecutorError(f"cannot fetch image {ref.text}: {error.message}") from None
+        actual = "sha256:" + await trio.to_thread.run_sync(_sha256_of, archive)
+        if actual != ref.digest:
+            raise ExecutorError(f"image {ref.url}: the archive's SHA-256 is {actual}, not {ref.digest} as the job says")
+        return archive
+
+    async def _load(self, client: docker.DockerClient, archive: Path, image: str) -> ImageIdentity:
+        def load() -> list[Any]:
+            with archive.open("rb") as data:
+                return client.images.load(data)
+
+        images = await self._call(load, doing=f"load image {image}", timeout=LOAD_TIMEOUT)
+        if len(images) != 1:
+            raise ExecutorError(f"image {image}: the archive holds {len(images)} images; expected exactly one")
+        identity = await self._lookup(client, images[0].id)
+        if identity is None:
+            raise ExecutorError(f"image {image}: the engine loaded it but cannot find it")
+        return identity
 
     async def _ensure_image(self, client: docker.DockerClient, image: str) -> None:
         """Make sure `image` is local: look it up, else try one bounded pull."""
@@ -363,3 +502,49 @@ class DockerExecutor:
             except ExecutorError:
                 continue
         return removed
+
+
+def _sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _untagged_archive(source: Path, target: Path, image: str, limit: int) -> None:
+    """(In a thread.) Copy a `docker save` archive (plain or gzipped) without its tags.
+
+    Loading an archive applies the names in it: a job's archive must not
+    re-point a name (`busybox:latest`) that other jobs run. The image is run
+    by ID, so it needs none. Refuses an archive that holds more than one
+    image, or that unpacks to more than `limit` bytes.
+    """
+    try:
+        with tarfile.open(source, "r:*") as archive, tarfile.open(target, "w") as out:
+            seen_manifest = False
+            size = 0
+            for member in archive:
+                size += member.size
+                if size > limit:
+                    raise ExecutorError(f"image {image}: the archive unpacks to more than {limit} bytes")
+                if member.name in ("repositories", "./repositories"):
+                    continue
+                if member.name in ("manifest.json", "./manifest.json"):
+                    manifest = json.load(archive.extractfile(member))
+                    if not isinstance(manifest, list) or len(manifest) != 1 or not isinstance(manifest[0], dict):
+                        count = len(manifest) if isinstance(manifest, list) else "no"
+                        raise ExecutorError(f"image {image}: the archive holds {count} images; expected exactly one")
+                    manifest[0]["RepoTags"] = None
+                    data = json.dumps(manifest).encode()
+                    member.size = len(data)
+                    out.addfile(member, io.BytesIO(data))
+                    seen_manifest = True
+                    continue
+                out.addfile(member, archive.extractfile(member) if member.isreg() else None)
+            if not seen_manifest:
+                raise ExecutorError(f"image {image}: not an archive written by docker save (no manifest.json)")
+    except tarfile.ReadError:
+        raise ExecutorError(f"image {image}: not an archive written by docker save (not a tar file, plain or gzipped)") from None
+    except (OSError, tarfile.TarError, EOFError, json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ExecutorError(_one_line(f"image {image}: not an archive written by docker save ({error})")) from None

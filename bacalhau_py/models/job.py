@@ -49,6 +49,8 @@ class Execution(BaseModel):
     message: str = ""
     created_at: datetime
     updated_at: datetime
+    image_id: str | None = None
+    """docker: the ID of the image the compute node ran."""
 
     @computed_field
     @property

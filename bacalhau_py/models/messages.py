@@ -44,6 +44,8 @@ class NodeInfo(_Message):
     ipfs_peer_id: str | None = None
     ipfs_addresses: list[str] = []
     version: str = ""
+    policy: bool = False
+    """The node has an admission policy (serve --policy)."""
 
 
 class NodeInfoRequest(_Message):
@@ -114,6 +116,8 @@ class ResultProposal(_Message):
     publisher: str
     commitment: str | None
     """None when the job's verifier does not compare result hashes (noop)."""
+    image_id: str | None = None
+    """docker: the ID of the image that ran."""
 
 
 class RevealRequest(_Message):

@@ -21,6 +21,8 @@ from pydantic import (
     model_validator,
 )
 
+from bacalhau_py.models.image import parse_image
+
 DEFAULT_TIMEOUT_SECONDS = 1800.0
 DEFAULT_OUTPUT = "outputs"
 DEFAULT_OUTPUT_PATH = "/outputs"
@@ -94,11 +96,13 @@ class Engine(str, Enum):
 class InputSource(Frozen):
     """Data mounted read-only into the job at `path`."""
 
-    source: Literal["ipfs", "url", "inline"]
+    source: Literal["ipfs", "url", "inline", "local"]
     path: str
     cid: str | None = None
     url: str | None = None
     content: str | None = Field(default=None, description="base64 of inline bytes")
+    local_path: str | None = None
+    """local: a host path that the compute node allow-lists (serve --allow-listed-local-paths)."""
 
     @field_validator("path")
     @classmethod
@@ -119,9 +123,18 @@ class InputSource(Frozen):
             raise ValueError(f"{value!r} is not a URL (expected http(s)://host/...)")
         return value
 
+    @field_validator("local_path")
+    @classmethod
+    def _local_path(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value.startswith("/") or "\0" in value:
+            raise ValueError(f"{value!r} is not an absolute path (expected e.g. /data/private)")
+        return posixpath.normpath(value)
+
     @model_validator(mode="after")
     def _one_location(self) -> "InputSource":
-        needed = {"ipfs": "cid", "url": "url", "inline": "content"}[self.source]
+        needed = {"ipfs": "cid", "url": "url", "inline": "content", "local": "local_path"}[self.source]
         if getattr(self, needed) is None:
             raise ValueError(f"a {self.source} input needs `{needed}`")
         if self.source == "inline":
@@ -241,8 +254,9 @@ class Task(Frozen):
     @model_validator(mode="after")
     def _engine_fields(self) -> "Task":
         if self.engine is Engine.DOCKER:
-            if not self.image or not re.match(r"^[\w][\w.\-/:@]*$", self.image):
+            if not self.image:
                 raise ValueError("a docker task needs `image` (e.g. busybox or ubuntu:22.04)")
+            parse_image(self.image)
             if self.module is not None:
                 raise ValueError("a docker task takes `image`, not `module`")
         elif self.engine is Engine.NOOP:

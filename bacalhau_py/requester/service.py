@@ -177,6 +177,7 @@ class RequesterService:
             result_cid=message.result_cid,
             publisher=message.publisher,
             commitment=message.commitment,
+            image_id=message.image_id,
         )
         return Ack()
 

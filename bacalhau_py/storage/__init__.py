@@ -8,5 +8,6 @@ STORAGES = ProviderRegistry(
         "ipfs": "bacalhau_py.storage.ipfs:IPFSStorage",
         "url": "bacalhau_py.storage.url:URLStorage",
         "inline": "bacalhau_py.storage.inline:InlineStorage",
+        "local": "bacalhau_py.storage.local:LocalStorage",
     },
 )

@@ -42,7 +42,7 @@ def test_bash_c_keeps_its_flag(capsys):
     )
     assert spec["task"]["image"] == "ubuntu"
     assert spec["task"]["command"] == ["bash", "-c", "cat /file.txt > /output_folder/file.txt"]
-    assert spec["inputs"] == [{"source": "ipfs", "path": "/file.txt", "cid": CID, "url": None, "content": None}]
+    assert spec["inputs"] == [{"source": "ipfs", "path": "/file.txt", "cid": CID, "url": None, "content": None, "local_path": None}]
     assert [(o["name"], o["path"]) for o in spec["outputs"]] == [("outputs", "/outputs"), ("apples", "/output_folder")]
 
 
@@ -224,3 +224,23 @@ def test_console_entry_point_runs_as_a_module_without_a_traceback():
     for command in ("serve", "devstack", "run", "docker", "wasm", "create", "validate", "list", "describe",
                     "logs", "get", "cancel", "ipfs", "node", "id", "version"):
         assert f"  {command} " in help_text
+
+
+def test_a_local_input_names_a_host_path_and_a_target(capsys):
+    spec = dry_run(capsys, "run", "-i", "file:///data/private:/private", "-i", "file:///data/other.csv", "busybox")
+    assert [(i["source"], i["local_path"], i["path"]) for i in spec["inputs"]] == [
+        ("local", "/data/private", "/private"),
+        ("local", "/data/other.csv", "/inputs"),
+    ]
+
+
+def test_a_bad_policy_stops_serve_and_devstack_with_one_line(capsys, tmp_path):
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("allow:\n  imagez: []\n")
+    for command in (["serve", "--repo", str(tmp_path / "repo")], ["devstack", "--repo-dir", str(tmp_path / "stack")]):
+        code, _, err = cli(capsys, *command, "--policy", str(policy))
+        assert code == 2
+        assert err.strip() == (
+            f"Error: the policy {policy}: unknown key allow.imagez (expected images, modules, clients, network)"
+        )
+    assert not (tmp_path / "repo").exists() and not (tmp_path / "stack").exists()

@@ -1,9 +1,10 @@
 import json
 
 import pytest
+from pydantic import ValidationError
 
 from bacalhau_py.errors import UserInputError
-from bacalhau_py.models import parse_cpu, parse_size
+from bacalhau_py.models import InputSource, parse_cpu, parse_size
 from bacalhau_py.models.codec import dump_spec_yaml, load_spec
 
 CID = "QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o"
@@ -108,3 +109,10 @@ def test_ipvm_wasm_task_takes_the_module_from_with():
 def test_bad_ipvm_tasks(task, message):
     with pytest.raises(UserInputError, match=message.replace(".", r"\.").replace("(", r"\(")):
         load_spec(json.dumps(task))
+
+
+@pytest.mark.parametrize("path", ["data/private", "/data/\0private"])
+def test_a_local_input_needs_an_absolute_path(path):
+    with pytest.raises(ValidationError, match="is not an absolute path"):
+        InputSource(source="local", local_path=path, path="/private")
+    assert InputSource(source="local", local_path="/data/x/../private", path="/p").local_path == "/data/private"
