@@ -272,6 +272,16 @@ class JobSpec(Frozen):
         duplicated = sorted({p for p in paths if paths.count(p) > 1})
         if duplicated:
             raise ValueError(f"two volumes are mounted at {duplicated[0]}")
+        # An input inside an output folder would be published as a result (and
+        # an output inside a read-only input could not be written).
+        for source in self.inputs:
+            for output in self.outputs:
+                inner, outer = sorted([source.path, output.path], key=len, reverse=True)
+                if inner.startswith(outer.rstrip("/") + "/"):
+                    raise ValueError(
+                        f"input {source.path} and output {output.path} overlap: one is inside the other "
+                        "(expected separate folders)"
+                    )
         from bacalhau_py.publisher import PUBLISHERS
         from bacalhau_py.verifier import VERIFIERS
 
