@@ -20,7 +20,8 @@ import trio
 from bacalhau_py import __version__
 from bacalhau_py.compute.bidding import BidPolicy, BidStrategy
 from bacalhau_py.compute.capacity import ZERO, Capacity, CapacityTracker
-from bacalhau_py.compute.service import ComputeService
+from bacalhau_py.compute.limits import JobLimits
+from bacalhau_py.compute.service import DEFAULT_RETENTION_SECONDS, ComputeService
 from bacalhau_py.context import ProviderContext
 from bacalhau_py.directory import NodeDirectory
 from bacalhau_py.errors import BacalhauError, InvalidMessage, UserInputError
@@ -76,6 +77,10 @@ class NodeConfig:
     """Restrict the executors this node offers (default: every installed one)."""
     fetch_timeout: float = 120.0
     timeouts: RequesterTimeouts = RequesterTimeouts()
+    job_limits: JobLimits = JobLimits()
+    """Default memory and cpu, output quota and free-disk watermark of this node's jobs."""
+    retention: float = DEFAULT_RETENTION_SECONDS
+    """How long local-publisher results stay on this compute node."""
 
 
 class Node:
@@ -156,7 +161,7 @@ class Node:
         finally:
             with trio.CancelScope(shield=True):
                 if self.compute is not None:
-                    await self._remove_leftover_containers()
+                    await self._remove_leftover_containers(self.compute)
                 if self.ipfs is not None:
                     await self.ipfs.aclose()
                 self.store.close()
@@ -207,7 +212,7 @@ class Node:
             storages,
         )
         self.engines = sorted(installed)
-        return ComputeService(
+        compute = ComputeService(
             transport=self.transport,
             work_dir=ctx.work_dir,
             strategy=strategy,
@@ -216,13 +221,20 @@ class Node:
             storages=storages,
             publishers=publishers,
             bad_actor=config.bad_actor,
+            limits=config.job_limits,
+            retention=config.retention,
         )
+        if "docker" in installed:
+            # Containers of executions a previous run of this node left (it
+            # crashed): none of them runs here any more.
+            await self._remove_leftover_containers(compute)
+        return compute
 
     async def _serve_transport(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         await self.transport.serve(self, task_status=task_status)
 
-    async def _remove_leftover_containers(self) -> None:
-        executor = self.compute.executors.get("docker")
+    async def _remove_leftover_containers(self, compute: ComputeService) -> None:
+        executor = compute.executors.get("docker")
         cleanup = getattr(executor, "cleanup_containers", None)
         if cleanup is not None:
             with trio.move_on_after(20):
@@ -311,6 +323,16 @@ class Node:
                 key=lambda a: a.startswith("/ip4/127."),
             ),
             version=__version__,
+            **(
+                {
+                    "default_job_cpu": self.config.job_limits.default_cpu,
+                    "default_job_memory": self.config.job_limits.default_memory,
+                    "limit_job_disk": self.config.job_limits.disk,
+                    "min_free_disk": self.config.job_limits.min_free_disk,
+                }
+                if self.compute
+                else {}
+            ),
         )
 
     # -- MessageHandler -----------------------------------------------------------

@@ -51,11 +51,25 @@ def node_list(output: str) -> None:
             _size(info.get("free_memory", 0)),
             str(info.get("free_gpu", 0)),
             str(info.get("running", 0)),
+            *_job_limits(info),
         ]
         for info in nodes
     ]
-    columns = ["PEER ID", "TYPE", "ENGINES", "LABELS", "FREE CPU", "FREE MEMORY", "FREE GPU", "RUNNING"]
+    columns = ["PEER ID", "TYPE", "ENGINES", "LABELS", "FREE CPU", "FREE MEMORY", "FREE GPU", "RUNNING",
+               "JOB DEFAULTS", "JOB DISK", "MIN FREE DISK"]
     print_table(columns, rows, flexible="LABELS")
+
+
+def _job_limits(info: dict) -> list[str]:
+    """A compute node's defaults (cpu and memory of a job that asks for none) and disk limits."""
+    if info.get("default_job_memory") is None:
+        return ["-", "-", "-"]
+    disk = info.get("limit_job_disk")
+    return [
+        f"cpu={info['default_job_cpu']:g} memory={_size(info['default_job_memory'])}",
+        _size(disk) if disk is not None else "none",
+        _size(info.get("min_free_disk") or 0),
+    ]
 
 
 def _size(size: int) -> str:

@@ -43,6 +43,13 @@ class NodeInfo(_Message):
     ipfs_peer_id: str | None = None
     ipfs_addresses: list[str] = []
     version: str = ""
+    default_job_cpu: float | None = None
+    """Cores a job that asks for none may use (compute nodes)."""
+    default_job_memory: int | None = None
+    limit_job_disk: int | None = None
+    """The most bytes one job may write to its outputs."""
+    min_free_disk: int = 0
+    """Below this much free disk the node makes no bids."""
 
 
 class NodeInfoRequest(_Message):
@@ -93,6 +100,8 @@ class ExecutionUpdate(_Message):
     execution_id: str
     state: ExecutionState
     message: str = ""
+    logs_cid: str | None = None
+    """A failed run's stdout and stderr, published so that `logs` can show them."""
 
 
 class ResultProposal(_Message):

@@ -51,6 +51,16 @@ def parse_size(text: str | int) -> int:
     return int(float(number) * 1024 ** "bkmgt".index(letter))
 
 
+def describe_size(size: int) -> str:
+    """`1073741824` -> `1 GiB`: exact multiples keep no decimals, others get one."""
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            break
+        value /= 1024
+    return f"{value:.0f} {unit}" if value == int(value) else f"{value:.1f} {unit}"
+
+
 def parse_cpu(text: str | float) -> float:
     """Parse `0.5`, `2`, `500m` (millicores) into cores."""
     if isinstance(text, (int, float)):
@@ -159,13 +169,15 @@ class Resources(Frozen):
     cpu: float | None = None
     memory: int | None = None
     gpu: int = 0
+    disk: int | None = None
+    """The most bytes the job may write to its outputs (Bacalhau's `--disk`)."""
 
     @field_validator("cpu", mode="before")
     @classmethod
     def _cpu(cls, value):
         return None if value in (None, "") else parse_cpu(value)
 
-    @field_validator("memory", mode="before")
+    @field_validator("memory", "disk", mode="before")
     @classmethod
     def _memory(cls, value):
         return None if value in (None, "") else parse_size(value)

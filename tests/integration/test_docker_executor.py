@@ -181,16 +181,16 @@ async def test_cgroup_limits_are_applied(executor, tmp_path):
     assert int(memory) == 64 << 20
 
 
-async def test_memory_limit_kills_with_137(executor, tmp_path):
+async def test_memory_limit_kills_and_fails_naming_the_limit(executor, tmp_path):
     # The shell itself holds 100 MB in a variable against a 32 MiB limit.
     whole = make_execution(
-        tmp_path, ["sh", "-c", "x=$(head -c 100000000 /dev/zero | tr '\\0' a); echo survived"],
+        tmp_path, ["sh", "-c", "echo before; x=$(head -c 100000000 /dev/zero | tr '\\0' a); echo survived"],
         memory="32Mb",
     )
-    result = await executor.run(whole)
-    assert result.exit_code == 137
-    assert "out of memory" in result.message
-    assert out(whole) == ""
+    with pytest.raises(ExecutorError, match=r"^killed for using more than 32 MiB of memory"):
+        await executor.run(whole)
+    # The output up to the kill is kept (`logs` of the failed job shows it).
+    assert out(whole) == "before\n"
 
 
 async def test_timeout_kills_and_removes_the_container(executor, engine, tmp_path):
