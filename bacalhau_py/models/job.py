@@ -48,6 +48,8 @@ class Execution(BaseModel):
     message: str = ""
     created_at: datetime
     updated_at: datetime
+    logs_cid: str | None = None
+    """A failed run's stdout and stderr in IPFS, for `logs`."""
 
     @computed_field
     @property

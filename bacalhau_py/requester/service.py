@@ -157,8 +157,7 @@ class RequesterService:
             return Ack()
         if message.state not in (E.RUNNING, E.FAILED):
             raise InvalidMessage(f"compute nodes may only report Running or Failed, not {message.state.value}")
-        # A failed run's published logs: kept as its result CID for `logs`.
-        logs = {"result_cid": message.logs_cid} if message.logs_cid else {}
+        logs = {"logs_cid": message.logs_cid} if message.logs_cid else {}
         await self.store.set_execution_state(
             message.job_id, message.execution_id, message.state, message.message, **logs
         )

@@ -259,3 +259,18 @@ async def test_not_installed_when_engine_unreachable(tmp_path, monkeypatch):
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-docker.sock")
     executor = DockerExecutor(ProviderContext(ipfs=None, work_dir=tmp_path))  # type: ignore[arg-type]
     assert not await executor.is_installed()
+
+
+async def test_containers_are_labelled_and_dockers_own_log_is_capped(executor, engine, tmp_path):
+    execution = make_execution(tmp_path, ["sleep", "60"])
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(executor.run, execution)
+        while not (found := ours(engine, execution.execution_id)):
+            await trio.sleep(0.05)
+        [container] = found
+        assert container.labels == {
+            CONTAINER_LABEL: execution.execution_id, NODE_LABEL: executor.node_label,
+        }
+        log_config = container.attrs["HostConfig"]["LogConfig"]
+        assert log_config == {"Type": "json-file", "Config": {"max-size": "32m", "max-file": "3"}}
+        nursery.cancel_scope.cancel()
