@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bacalhau_py.ipfs.base import IPFSClient
+from bacalhau_py.publisher.retention import ResultPins
 
 
 @dataclass(frozen=True)
@@ -22,3 +23,5 @@ class ProviderContext:
     """Longest wait for one input (IPFS fetch, URL download)."""
     max_url_bytes: int = 1 << 30
     labels: dict[str, str] = field(default_factory=dict)
+    result_pins: ResultPins | None = None
+    """Where a publisher notes the results it pinned (kept for the node's retention)."""

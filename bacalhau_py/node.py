@@ -46,6 +46,7 @@ from bacalhau_py.models.messages import (
     RevealRequest,
 )
 from bacalhau_py.publisher import PUBLISHERS
+from bacalhau_py.publisher.retention import ResultPins
 from bacalhau_py.requester.results import ResultFetcher
 from bacalhau_py.requester.service import RequesterService, RequesterTimeouts
 from bacalhau_py.results import STDERR, STDOUT, decode_log_frames
@@ -80,7 +81,7 @@ class NodeConfig:
     job_limits: JobLimits = JobLimits()
     """Default memory and cpu, output quota and free-disk watermark of this node's jobs."""
     retention: float = DEFAULT_RETENTION_SECONDS
-    """How long local-publisher results stay on this compute node."""
+    """How long results stay: pinned in IPFS, or (local publisher) on this compute node."""
 
 
 class Node:
@@ -120,8 +121,10 @@ class Node:
                     )
                 self.transport = self._transport
                 self.directory = NodeDirectory(self._own_info)
+                pins = ResultPins(self.ipfs, repo / "work" / "result-pins.json", config.retention)
                 ctx = ProviderContext(
-                    ipfs=self.ipfs, work_dir=repo / "work", fetch_timeout=config.fetch_timeout, labels=config.labels
+                    ipfs=self.ipfs, work_dir=repo / "work", fetch_timeout=config.fetch_timeout, labels=config.labels,
+                    result_pins=pins,
                 )
                 self.result_fetcher = ResultFetcher(
                     ipfs=self.ipfs,
@@ -144,6 +147,7 @@ class Node:
                 await nursery.start(self._serve_transport)
                 if self.compute:
                     await nursery.start(self.compute.serve)
+                    await nursery.start(pins.serve)
                 if self.requester:
                     await nursery.start(self.requester.serve)
                 await self._join(config.peers)

