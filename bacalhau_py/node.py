@@ -441,13 +441,18 @@ class Node:
             if execution is not None:
                 # Live: the compute node streams the output as the program writes it.
                 buffer = bytearray()
+                streamed = False
                 stream = self.transport.request_stream(execution.node_id, FollowLogs(execution_id=execution.id))
                 async with aclosing(stream):
                     async for chunk in stream:
                         buffer += chunk
                         for item in decode_log_frames(buffer):
+                            streamed = True
                             yield item
-                return
+                if streamed:
+                    return
+                # Nothing came: the run had ended and its folder was gone
+                # (results published); read them from the results instead.
             job = await self.store.get(job.id)
         folder = await self.result_fetcher.folder_of(job)
         for name in (STDOUT, STDERR):

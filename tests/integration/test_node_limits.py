@@ -85,6 +85,21 @@ async def test_a_docker_job_over_the_default_memory_is_killed_next_to_one_that_c
     assert out == "fine\n"
 
 
+async def test_a_docker_job_that_asks_for_nothing_runs_under_the_defaults(nursery, tmp_path):
+    node = await start_node(nursery, tmp_path / "node", job_limits=JobLimits(default_memory=96 << 20, default_cpu=0.5))
+    bacalhau = cli(node, tmp_path)
+    limits = "cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/memory/memory.limit_in_bytes"
+    code, job_id, err = await bacalhau("run", "--wait", "--id-only", IMAGE, "sh", "-c", limits)
+    assert code == 0, err
+    code, out, _ = await bacalhau("logs", job_id.strip())
+    assert out.split() == ["50000", str(96 << 20)]
+    # What a job asks for wins over the defaults.
+    code, job_id, err = await bacalhau("run", "--wait", "--id-only", "--memory", "200Mb", IMAGE, "sh", "-c", limits)
+    assert code == 0, err
+    code, out, _ = await bacalhau("logs", job_id.strip())
+    assert out.split() == ["50000", str(200 << 20)]
+
+
 async def test_a_wasm_job_cannot_take_more_than_the_default_memory_inside_the_node(
     nursery, tmp_path, wasm_modules
 ):
