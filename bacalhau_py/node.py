@@ -225,7 +225,7 @@ class Node:
             storages=storages,
             publishers=publishers,
             bad_actor=config.bad_actor,
-            limits=config.job_limits,
+            limits=config.job_limits.within(config.limit_job),
             retention=config.retention,
         )
         if "docker" in installed:
@@ -329,10 +329,10 @@ class Node:
             version=__version__,
             **(
                 {
-                    "default_job_cpu": self.config.job_limits.default_cpu,
-                    "default_job_memory": self.config.job_limits.default_memory,
-                    "limit_job_disk": self.config.job_limits.disk,
-                    "min_free_disk": self.config.job_limits.min_free_disk,
+                    "default_job_cpu": self.compute.limits.default_cpu,
+                    "default_job_memory": self.compute.limits.default_memory,
+                    "limit_job_disk": self.compute.limits.disk,
+                    "min_free_disk": self.compute.limits.min_free_disk,
                 }
                 if self.compute
                 else {}

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from bacalhau_py.compute.bidding import Refusal
+from bacalhau_py.compute.capacity import Capacity
 from bacalhau_py.models import JobSpec
 from bacalhau_py.models.spec import describe_size
 
@@ -33,6 +34,14 @@ class JobLimits:
     """The output quota of every job (`--limit-job-disk`); a job's `--disk` may only lower it."""
     min_free_disk: int = 0
     """No bids while the work folder's disk has less free space (`--min-free-disk`)."""
+
+    def within(self, per_job: Capacity | None) -> "JobLimits":
+        """These limits with defaults no larger than the node's per-job limits (`--limit-job-*`)."""
+        if per_job is None:
+            return self
+        return replace(
+            self, default_memory=min(self.default_memory, per_job.memory), default_cpu=min(self.default_cpu, per_job.cpu)
+        )
 
     def refusal(self, spec: JobSpec, work_dir: Path) -> Refusal | None:
         """Why this node will not bid for `spec` because of these limits, else None."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bacalhau_py.compute.capacity import Capacity
 from bacalhau_py.compute.limits import JobLimits, bytes_written
 from bacalhau_py.models import JobSpec, Resources, Task
 from bacalhau_py.models.spec import describe_size
@@ -19,6 +20,12 @@ def test_a_job_that_asks_for_nothing_gets_the_defaults():
 def test_what_a_job_asks_for_is_kept():
     applied = JobLimits().applied(spec(memory="64Mb", cpu=2)).resources
     assert (applied.memory, applied.cpu) == (64 << 20, 2.0)
+
+
+def test_defaults_are_never_over_the_per_job_limits():
+    limits = JobLimits(default_memory=1 << 30, default_cpu=1.0).within(Capacity(cpu=0.5, memory=256 << 20))
+    assert (limits.default_memory, limits.default_cpu) == (256 << 20, 0.5)
+    assert JobLimits().within(None) == JobLimits()
 
 
 def test_the_output_quota_is_the_smaller_of_the_node_limit_and_the_job_disk():
