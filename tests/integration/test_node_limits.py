@@ -37,7 +37,11 @@ async def start_node(nursery, repo, **config) -> Node:
 def cli(node: Node, cwd):
     """The CLI against `node`: (exit code, stdout, stderr); never a traceback."""
     host, port = node.api_address
-    env = {**os.environ, "BACALHAU_API_HOST": host, "BACALHAU_API_PORT": str(port)}
+    return cli_at({"BACALHAU_API_HOST": host, "BACALHAU_API_PORT": str(port)}, cwd)
+
+
+def cli_at(api_env: dict[str, str], cwd):
+    env = {**os.environ, **api_env}
 
     async def run(*args: str, stdin: bytes = b"", timeout: float = 120) -> tuple[int, str, str]:
         with trio.fail_after(timeout):
@@ -141,11 +145,15 @@ async def test_outputs_over_the_disk_quota_fail_the_job_and_the_node_keeps_servi
     assert code == 1 and "job asks for 1 GiB of disk, over this node's per-job limit of 4 MiB" in err
 
 
-async def test_a_node_under_its_free_disk_watermark_makes_no_bids(nursery, tmp_path):
-    node = await start_node(nursery, tmp_path / "node", job_limits=JobLimits(min_free_disk=1 << 60))
-    bacalhau = cli(node, tmp_path)
-    code, _, err = await bacalhau("run", "--wait", IMAGE, "true")
-    assert code == 1 and "is under this node's minimum of 1048576 TiB (--min-free-disk)" in err
+async def test_a_node_under_its_free_disk_watermark_makes_no_bids(tmp_path):
+    """A real `bacalhau serve` process (devstack) with a watermark above any disk."""
+    async with devstack(tmp_path / "stack", 1, node_args=[["--min-free-disk", "1000000Tb"]]) as [node]:
+        env = {"BACALHAU_API_HOST": node.api_host, "BACALHAU_API_PORT": str(node.api_port)}
+        bacalhau = cli_at(env, tmp_path)
+        code, _, err = await bacalhau("run", "--wait", IMAGE, "true")
+        assert code == 1 and "is under this node's minimum of 1000000 TiB (--min-free-disk)" in err
+        code, out, _ = await bacalhau("node", "list", "--output", "json")
+        assert json.loads(out)[0]["min_free_disk"] == 1_000_000 << 40
 
 
 async def test_node_list_shows_the_job_defaults_and_limits(nursery, tmp_path):
