@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 
-from bacalhau_py.models.spec import JobSpec
+from bacalhau_py.models.spec import JobSpec, is_cid
 from bacalhau_py.models.states import ExecutionState
 
 
@@ -102,6 +102,13 @@ class ExecutionUpdate(_Message):
     message: str = ""
     logs_cid: str | None = None
     """A failed run's stdout and stderr, published so that `logs` can show them."""
+
+    @field_validator("logs_cid")
+    @classmethod
+    def _cid(cls, value: str | None) -> str | None:
+        if value is not None and not is_cid(value):
+            raise ValueError(f"{value[:80]!r} is not a CID")
+        return value
 
 
 class ResultProposal(_Message):
