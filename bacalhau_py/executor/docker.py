@@ -81,7 +81,6 @@ PING_TIMEOUT = 5.0
 DOCKER_LOG_CONFIG = {"max-size": "32m", "max-file": "3"}
 
 
-
 def _one_line(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip()
 
