@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bacalhau_py.ipfs.base import IPFSClient
+from bacalhau_py.publisher.retention import ResultPins
 
 
 @dataclass(frozen=True)
@@ -24,3 +25,5 @@ class ProviderContext:
     labels: dict[str, str] = field(default_factory=dict)
     allowed_local_paths: tuple[Path, ...] = ()
     """Host paths jobs may mount read-only (serve --allow-listed-local-paths)."""
+    result_pins: ResultPins | None = None
+    """Where a publisher notes the results it pinned (kept for the node's retention)."""

@@ -25,7 +25,8 @@ from bacalhau_py.auth.approvals import FILE_NAME as APPROVALS_FILE
 from bacalhau_py.auth.approvals import Approval, Approvals
 from bacalhau_py.compute.bidding import BidPolicy, BidStrategy
 from bacalhau_py.compute.capacity import ZERO, Capacity, CapacityTracker
-from bacalhau_py.compute.service import ComputeService
+from bacalhau_py.compute.limits import JobLimits
+from bacalhau_py.compute.service import DEFAULT_RETENTION_SECONDS, ComputeService
 from bacalhau_py.context import ProviderContext
 from bacalhau_py.directory import NodeDirectory
 from bacalhau_py.errors import BacalhauError, InvalidMessage, NotFound, UserInputError
@@ -52,6 +53,7 @@ from bacalhau_py.models.messages import (
 from bacalhau_py.models.signature import SignedRequest
 from bacalhau_py.policy import Policy
 from bacalhau_py.publisher import PUBLISHERS
+from bacalhau_py.publisher.retention import ResultPins
 from bacalhau_py.requester.results import ResultFetcher
 from bacalhau_py.requester.service import RequesterService, RequesterTimeouts
 from bacalhau_py.results import STDERR, STDOUT, decode_log_frames
@@ -93,6 +95,10 @@ class NodeConfig:
     """The admission policy (serve --policy): what this compute node runs, on which data."""
     allowed_local_paths: tuple[Path, ...] = ()
     """Host paths jobs may mount read-only (serve --allow-listed-local-paths)."""
+    job_limits: JobLimits = JobLimits()
+    """Default memory and cpu, output quota and free-disk watermark of this node's jobs."""
+    retention: float = DEFAULT_RETENTION_SECONDS
+    """How long results stay: pinned in IPFS, or (local publisher) on this compute node."""
 
 
 class Node:
@@ -137,9 +143,10 @@ class Node:
                 self.transport = self._transport
                 approvals = await trio.to_thread.run_sync(Approvals, repo / APPROVALS_FILE, config.node_approval)
                 self.directory = NodeDirectory(self._own_info, approvals)
+                pins = ResultPins(self.ipfs, repo / "work" / "result-pins.json", config.retention)
                 ctx = ProviderContext(
                     ipfs=self.ipfs, work_dir=repo / "work", fetch_timeout=config.fetch_timeout, labels=config.labels,
-                    allowed_local_paths=config.allowed_local_paths,
+                    allowed_local_paths=config.allowed_local_paths, result_pins=pins,
                 )
                 self.result_fetcher = ResultFetcher(
                     ipfs=self.ipfs,
@@ -162,6 +169,7 @@ class Node:
                 await nursery.start(self._serve_transport)
                 if self.compute:
                     await nursery.start(self.compute.serve)
+                    await nursery.start(pins.serve)
                 if self.requester:
                     await nursery.start(self.requester.serve)
                 await self._join(config.peers)
@@ -180,7 +188,7 @@ class Node:
         finally:
             with trio.CancelScope(shield=True):
                 if self.compute is not None:
-                    await self._remove_leftover_containers()
+                    await self._remove_leftover_containers(self.compute)
                 if self.ipfs is not None:
                     await self.ipfs.aclose()
                 self.store.close()
@@ -251,7 +259,7 @@ class Node:
             image_identity=docker_executor.image_identity if docker_executor is not None else None,
         )
         self.engines = sorted(installed)
-        return ComputeService(
+        compute = ComputeService(
             transport=self.transport,
             work_dir=ctx.work_dir,
             strategy=strategy,
@@ -260,13 +268,20 @@ class Node:
             storages=storages,
             publishers=publishers,
             bad_actor=config.bad_actor,
+            limits=config.job_limits.within(config.limit_job),
+            retention=config.retention,
         )
+        if "docker" in installed:
+            # Containers of executions a previous run of this node left (it
+            # crashed): none of them runs here any more.
+            await self._remove_leftover_containers(compute)
+        return compute
 
     async def _serve_transport(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         await self.transport.serve(self, task_status=task_status)
 
-    async def _remove_leftover_containers(self) -> None:
-        executor = self.compute.executors.get("docker")
+    async def _remove_leftover_containers(self, compute: ComputeService) -> None:
+        executor = compute.executors.get("docker")
         cleanup = getattr(executor, "cleanup_containers", None)
         if cleanup is not None:
             with trio.move_on_after(20):
@@ -356,6 +371,16 @@ class Node:
             ),
             version=__version__,
             policy=self.config.policy is not None,
+            **(
+                {
+                    "default_job_cpu": self.compute.limits.default_cpu,
+                    "default_job_memory": self.compute.limits.default_memory,
+                    "limit_job_disk": self.compute.limits.disk,
+                    "min_free_disk": self.compute.limits.min_free_disk,
+                }
+                if self.compute
+                else {}
+            ),
         )
 
     # -- MessageHandler -----------------------------------------------------------
@@ -462,13 +487,18 @@ class Node:
             if execution is not None:
                 # Live: the compute node streams the output as the program writes it.
                 buffer = bytearray()
+                streamed = False
                 stream = self.transport.request_stream(execution.node_id, FollowLogs(execution_id=execution.id))
                 async with aclosing(stream):
                     async for chunk in stream:
                         buffer += chunk
                         for item in decode_log_frames(buffer):
+                            streamed = True
                             yield item
-                return
+                if streamed:
+                    return
+                # Nothing came: the run had ended and its folder was gone
+                # (results published); read them from the results instead.
             job = await self.store.get(job.id)
         folder = await self.result_fetcher.folder_of(job)
         for name in (STDOUT, STDERR):

@@ -177,6 +177,26 @@ class CPU(click.ParamType):
             self.fail(str(error), param, ctx)
 
 
+class Duration(click.ParamType):
+    """`90` or `90s`, `15m`, `12h`, `7d`: seconds, as a float."""
+
+    name = "DURATION"
+    _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, (int, float)):
+            return float(value)
+        text = value.strip().lower()
+        unit = self._UNITS.get(text[-1:], None)
+        try:
+            seconds = float(text[:-1] if unit else text) * (unit or 1)
+        except ValueError:
+            seconds = -1
+        if seconds <= 0:
+            self.fail(f"{value!r} is not a duration (expected e.g. 90s, 15m, 12h, 7d)", param, ctx)
+        return seconds
+
+
 def _flag(param: click.Parameter | None) -> str:
     return "/".join(param.opts) if param is not None else "value"
 
@@ -224,6 +244,7 @@ def job_options(engine: str) -> Callable[[Callable], Callable]:
         options += [
             click.option("--cpu", type=CPU(), help="CPU cores, e.g. 0.5, 2, 500m."),
             click.option("--memory", type=Size(), help="Memory, e.g. 64Mb, 1Gb."),
+            click.option("--disk", type=Size(), help="Most bytes the job may write to its outputs, e.g. 10Gb."),
         ]
         if engine == "docker":
             options.append(click.option("--gpu", type=click.IntRange(min=0), default=0, help="GPUs."))
@@ -279,7 +300,8 @@ def spec_from_flags(task: dict[str, Any], flags: dict[str, Any]):
         "task": {**task, "env": dict(pair for group in flags["env"] for pair in group)},
         "inputs": [{k: v for k, v in item.items() if k != "flag"} for item in inputs],
         "outputs": [{k: v for k, v in item.items() if k != "flag"} for item in flags["outputs"]],
-        "resources": {"cpu": flags["cpu"], "memory": flags["memory"], "gpu": flags.get("gpu") or 0},
+        "resources": {"cpu": flags["cpu"], "memory": flags["memory"], "gpu": flags.get("gpu") or 0,
+                      "disk": flags["disk"]},
         "deal": {"concurrency": flags["concurrency"], "confidence": flags["confidence"],
                  "min_bids": flags["min_bids"]},
         "verifier": flags["verifier"],
@@ -310,6 +332,7 @@ _FLAG_FOR = {
     ("resources", "cpu"): "--cpu",
     ("resources", "memory"): "--memory",
     ("resources", "gpu"): "--gpu",
+    ("resources", "disk"): "--disk",
     ("deal",): "-c/--concurrency, --confidence, --min-bids",
     ("timeout",): "--timeout",
     ("verifier",): "--verifier",

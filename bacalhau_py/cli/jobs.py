@@ -51,9 +51,11 @@ def _command(task: dict[str, Any]) -> str:
 
     if task["engine"] == "docker":
         head = [task["image"], *(task.get("entrypoint") or [])]
-    else:
+    elif task.get("module"):
         module = task["module"]
         head = [module.get("cid") or module["path"].lstrip("/")]
+    else:
+        head = []  # a noop task runs nothing
     return shlex.join([*head, *task.get("command", [])])
 
 

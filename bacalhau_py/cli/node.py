@@ -53,10 +53,13 @@ def node_list(output: str) -> None:
             str(info.get("free_gpu", 0)),
             str(info.get("running", 0)),
             "yes" if info.get("policy") else "no",
+            *_job_limits(info),
         ]
         for info in nodes
     ]
-    columns = ["PEER ID", "TYPE", "APPROVAL", "ENGINES", "LABELS", "FREE CPU", "FREE MEMORY", "FREE GPU", "RUNNING", "POLICY"]
+    columns = ["PEER ID", "TYPE", "APPROVAL", "ENGINES", "LABELS", "FREE CPU", "FREE MEMORY", "FREE GPU", "RUNNING",
+               "POLICY",
+               "JOB DEFAULTS", "JOB DISK", "MIN FREE DISK"]
     print_table(columns, rows, flexible="LABELS")
 
 
@@ -78,6 +81,18 @@ def node_reject(peer_id: str) -> None:
     with api_client() as client:
         answer = client.set_approval(peer_id, "reject")
     click.echo(f"node {answer['peer_id']} {answer['approval']}", err=True)
+
+
+def _job_limits(info: dict) -> list[str]:
+    """A compute node's defaults (cpu and memory of a job that asks for none) and disk limits."""
+    if info.get("default_job_memory") is None:
+        return ["-", "-", "-"]
+    disk = info.get("limit_job_disk")
+    return [
+        f"cpu={info['default_job_cpu']:g} memory={_size(info['default_job_memory'])}",
+        _size(disk) if disk is not None else "none",
+        _size(info.get("min_free_disk") or 0),
+    ]
 
 
 def _size(size: int) -> str:

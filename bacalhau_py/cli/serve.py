@@ -36,6 +36,26 @@ def configure_logging(level: str = "INFO") -> None:
     logging.getLogger("bacalhau_py").setLevel(level)
 
 
+def job_limit_options(command):
+    """`serve` and `devstack` flags: a node's limits on each job (`compute.limits`)."""
+    from bacalhau_py.cli.flags import CPU, Duration, Size
+
+    options = [
+        click.option("--default-job-memory", type=Size(), default="1Gb", show_default=True,
+                     help="Memory a job that asks for none may use."),
+        click.option("--default-job-cpu", type=CPU(), default="1", show_default=True,
+                     help="Cores a job that asks for none may use."),
+        click.option("--limit-job-disk", type=Size(), help="Most bytes one job may write to its outputs."),
+        click.option("--min-free-disk", type=Size(), default="0", show_default=True,
+                     help="Make no bids while the node's disk has less free space (e.g. 5Gb)."),
+        click.option("--retention", type=Duration(), default="7d", show_default=True,
+                     help="How long results stay (local-publisher folders, IPFS pins), e.g. 12h, 7d."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 @click.command()
 @click.option("--peer", "peers", multiple=True, metavar="MULTIADDR",
               help="A node to join (repeatable); 'none' for a network of one.")
@@ -80,15 +100,18 @@ def configure_logging(level: str = "INFO") -> None:
 @click.option("--allow-listed-local-paths", "local_paths", multiple=True,
               type=click.Path(exists=True, path_type=Path),
               help="A host path jobs may mount read-only with -i file:///PATH:/TARGET (repeatable).")
+@job_limit_options
 def serve(peers, swarm_port, swarm_host, ipfs_swarm_port, api_host, api_port, repo, node_type, ipfs_connect, labels,
           limit_total_cpu, limit_total_memory, limit_total_gpu, limit_job_cpu, limit_job_memory,
           job_selection_data_locality, bad_actor, engines, exit_on_stdin_eof, api_keys, api_insecure, operators,
-          node_approval, policy_file, local_paths):
+          node_approval, policy_file, local_paths,
+          default_job_memory, default_job_cpu, limit_job_disk, min_free_disk, retention):
     """Run a long-lived node: requester and/or compute, with its own IPFS node."""
     import trio
 
     from bacalhau_py.auth.api_keys import APIKeys
     from bacalhau_py.compute.capacity import Capacity
+    from bacalhau_py.compute.limits import JobLimits
     from bacalhau_py.errors import BacalhauError, UserInputError
     from bacalhau_py.node import Node, NodeConfig
     from bacalhau_py.policy import load_policy
@@ -127,6 +150,11 @@ def serve(peers, swarm_port, swarm_host, ipfs_swarm_port, api_host, api_port, re
         node_approval=node_approval,
         policy=load_policy(policy_file) if policy_file else None,
         allowed_local_paths=tuple(path.resolve() for path in local_paths),
+        job_limits=JobLimits(
+            default_memory=default_job_memory, default_cpu=default_job_cpu, disk=limit_job_disk,
+            min_free_disk=min_free_disk,
+        ),
+        retention=retention,
     )
     configure_logging()
 

@@ -16,15 +16,18 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
+import outcome
 import trio
 
 from bacalhau_py.auth import job_signature
 from bacalhau_py.compute.bidding import BidStrategy, Refusal
 from bacalhau_py.compute.capacity import Capacity, CapacityTracker
+from bacalhau_py.compute.limits import JobLimits, bytes_written
 from bacalhau_py.concurrency import run_all
 from bacalhau_py.errors import BacalhauError, NotFound
-from bacalhau_py.executor.base import Executor, Mount, PreparedExecution, live_log
+from bacalhau_py.executor.base import Executor, Mount, PreparedExecution, RunResult, live_log
 from bacalhau_py.models import Engine, ExecutionState, JobSpec
+from bacalhau_py.models.spec import describe_size
 from bacalhau_py.models.messages import (
     Ack,
     AskBid,
@@ -51,6 +54,10 @@ BID_HOLD_SECONDS = 60.0
 LOG_POLL_SECONDS = 0.2
 # How long a stopping node tries to tell a requester that it stopped an execution.
 STOP_REPORT_TIMEOUT = 2.0
+# How often a running job's outputs are measured against its disk quota.
+QUOTA_POLL_SECONDS = 1.0
+# How long results stay: local-publisher folders here, result pins in IPFS.
+DEFAULT_RETENTION_SECONDS = 7 * 24 * 3600.0
 
 
 @dataclass
@@ -72,6 +79,11 @@ class _Execution:
     client_id: str = ""
     image_id: str | None = None
     """docker: the image that runs, as checked against the admission policy."""
+    disposable: bool = False
+    """Its folder is no longer needed (results in IPFS, or none)."""
+    log_readers: int = 0
+    """`logs -f` streams reading its folder: it stays until they end."""
+    finished_at: float | None = None
 
 
 class ComputeService:
@@ -86,6 +98,8 @@ class ComputeService:
         storages: dict[str, StorageProvider],
         publishers: dict[str, Publisher],
         bad_actor: bool = False,
+        limits: JobLimits = JobLimits(),
+        retention: float = DEFAULT_RETENTION_SECONDS,
     ) -> None:
         self.transport = transport
         self.work_dir = work_dir
@@ -95,17 +109,23 @@ class ComputeService:
         self.storages = storages
         self.publishers = publishers
         self.bad_actor = bad_actor
+        self.limits = limits
+        self.retention = retention
         self._executions: dict[str, _Execution] = {}
         self._nursery: trio.Nursery | None = None
         self._stopping: str | None = None
 
     async def serve(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        # Whatever a previous run of this node left (it crashed): no
+        # execution of it runs here any more.
+        await trio.to_thread.run_sync(shutil.rmtree, self.work_dir / "executions", True)
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             task_status.started()
             while True:
                 await trio.sleep(5)
                 self._release_stale_bids()
+                await self._expire_local_results()
 
     # -- messages from requesters ---------------------------------------------
 
@@ -118,7 +138,8 @@ class ComputeService:
         if forged is not None:
             log.warning("refused job %s from requester %s: %s", message.job_id, sender, forged)
             return BidReply(execution_id=message.execution_id, accepted=False, reason=forged)
-        refusal = await self.strategy.refusal(message.spec, message.client_id)
+        refusal = await trio.to_thread.run_sync(self.limits.refusal, message.spec, self.work_dir)
+        refusal = refusal or await self.strategy.refusal(message.spec, message.client_id)
         if refusal is None:
             reason = self.capacity.reserve(message.execution_id, Capacity.needed_by(message.spec.resources))
             # Another bid may have taken the capacity while the strategy awaited.
@@ -179,7 +200,7 @@ class ComputeService:
     async def result_stream(self, sender: str, execution_id: str) -> AsyncIterator[bytes]:
         """The result folder as a tar stream (for the local publisher)."""
         execution = self._own(sender, execution_id)
-        if execution.result_dir is None:
+        if execution.result_dir is None or execution.disposable:
             raise NotFound(f"execution {execution_id} has no result on this node")
         async for chunk in tarstream.stream_folder(execution.result_dir):
             yield chunk
@@ -192,6 +213,16 @@ class ComputeService:
         file, so one offset per stream carries across that switch.
         """
         execution = self._own(sender, execution_id)
+        execution.log_readers += 1
+        try:
+            async for frame in self._log_frames(execution_id, execution):
+                yield frame
+        finally:
+            execution.log_readers -= 1
+            with trio.CancelScope(shield=True):
+                await self._dispose(execution_id, execution)
+
+    async def _log_frames(self, execution_id: str, execution: _Execution) -> AsyncIterator[bytes]:
         result_dir = self.work_dir / "executions" / execution_id / "result"
         offsets = dict.fromkeys(LOG_STREAMS, 0)
         while True:
@@ -235,6 +266,13 @@ class ComputeService:
             await self._run_once(execution_id, execution)
         finally:
             execution.done.set()
+            with trio.CancelScope(shield=True):
+                await self._dispose(execution_id, execution)
+
+    async def _dispose(self, execution_id: str, execution: _Execution) -> None:
+        """Remove the execution's folder once it is over, disposable and nobody follows its logs."""
+        if execution.done.is_set() and execution.disposable and execution.log_readers == 0:
+            await trio.to_thread.run_sync(shutil.rmtree, self.work_dir / "executions" / execution_id, True)
 
     async def _run_once(self, execution_id: str, execution: _Execution) -> None:
         spec = execution.spec
@@ -242,6 +280,7 @@ class ComputeService:
         result_dir = folder / "result"
         proposal = None
         failure = None
+        logs_cid = None
         assert execution.scope is not None and self._nursery is not None
         # Off the critical path: inputs are fetched while the requester hears
         # that the run started; every later report waits for this one first.
@@ -258,7 +297,7 @@ class ComputeService:
             try:
                 prepared = await self._prepare(execution_id, execution, folder, result_dir)
                 with trio.move_on_after(spec.timeout) as deadline:
-                    result = await self.executors[spec.task.engine.value].run(prepared)
+                    result = await self._execute(prepared)
                 if deadline.cancelled_caught:
                     raise BacalhauError(f"timed out after {spec.timeout:g}s")
                 write_exit_code(result_dir, result.exit_code)
@@ -289,6 +328,12 @@ class ComputeService:
             finally:
                 self.capacity.release(execution_id)
                 await trio.to_thread.run_sync(shutil.rmtree, folder / "inputs", True)
+            if failure is not None:
+                logs_cid = await self._publish_logs(execution_id, folder)
+        # Published to IPFS (or failed): the folder goes once no `logs -f`
+        # reads it. The local publisher serves it from here until --retention.
+        execution.disposable = proposal is None or spec.publisher != "local"
+        execution.finished_at = trio.current_time()
         with trio.CancelScope(shield=True):
             await running_reported.wait()
         if execution.scope.cancelled_caught:
@@ -302,7 +347,7 @@ class ComputeService:
             return
         if failure is not None:
             log.info("execution %s failed: %s", execution_id, failure)
-            await self._update(execution_id, execution, ExecutionState.FAILED, failure)
+            await self._update(execution_id, execution, ExecutionState.FAILED, failure, logs_cid=logs_cid)
             self._forget(execution_id)
             return
         execution.proposal = proposal
@@ -366,7 +411,7 @@ class ComputeService:
         return PreparedExecution(
             execution_id=execution_id,
             job_id=execution.job_id,
-            spec=spec,
+            spec=self.limits.applied(spec),
             inputs=[m for m in mounts if m is not None],
             outputs=outputs,
             result_dir=result_dir,
@@ -374,6 +419,60 @@ class ComputeService:
             imports=tuple(path for path in imports if path is not None),
             image_id=execution.image_id,
         )
+
+    async def _execute(self, prepared: PreparedExecution) -> RunResult:
+        """Run the executor; stop it and fail if its outputs pass the job's disk quota."""
+        executor = self.executors[prepared.spec.task.engine.value]
+        quota = prepared.spec.resources.disk
+        if quota is None:
+            return await executor.run(prepared)
+        outputs = [mount.source for mount in prepared.outputs]
+        over = False
+        async with trio.open_nursery() as nursery:
+
+            async def watch() -> None:
+                nonlocal over
+                while await trio.to_thread.run_sync(bytes_written, outputs) <= quota:
+                    await trio.sleep(QUOTA_POLL_SECONDS)
+                over = True
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(watch)
+            # Captured: the executor's own error must not reach the caller
+            # wrapped in an exception group by this nursery.
+            ran = await outcome.acapture(executor.run, prepared)
+            nursery.cancel_scope.cancel()
+        # Measured again: a run may write more than the quota between two polls.
+        if over or await trio.to_thread.run_sync(bytes_written, outputs) > quota:
+            raise BacalhauError(
+                f"more than {quota} bytes written to the outputs ({describe_size(quota)}, the job's disk limit)"
+            )
+        return ran.unwrap()
+
+    async def _publish_logs(self, execution_id: str, folder: Path) -> str | None:
+        """A failed run's stdout and stderr (as far as they got) to IPFS, so `logs` can show them."""
+        result_dir = folder / "result"
+        logs = folder / "logs"
+
+        def collect() -> bool:
+            logs.mkdir(exist_ok=True)
+            found = False
+            for name in LOG_STREAMS:
+                # The live copy is all there is of a run stopped midway (a timeout).
+                for source in (result_dir / name, live_log(result_dir, name)):
+                    if source.is_file():
+                        shutil.copyfile(source, logs / name)
+                        found = True
+                        break
+            return found
+
+        try:
+            if not await trio.to_thread.run_sync(collect):
+                return None
+            return await self.publishers["ipfs"].publish(execution_id, logs)
+        except (BacalhauError, OSError) as error:
+            log.warning("execution %s: could not publish the logs of the failed run: %s", execution_id, error)
+            return None
 
     async def _update(
         self,
@@ -383,12 +482,12 @@ class ComputeService:
         message: str = "",
         *,
         timeout: float = 10.0,
+        logs_cid: str | None = None,
     ) -> None:
-        await self._send(
-            execution,
-            ExecutionUpdate(job_id=execution.job_id, execution_id=execution_id, state=state, message=message),
-            timeout=timeout,
+        update = ExecutionUpdate(
+            job_id=execution.job_id, execution_id=execution_id, state=state, message=message, logs_cid=logs_cid
         )
+        await self._send(execution, update, timeout=timeout)
 
     async def _send(self, execution: _Execution, message, *, timeout: float = 10.0) -> None:
         try:
@@ -414,6 +513,15 @@ class ComputeService:
             self._executions.pop(execution_id, None)
         if execution is not None and execution.scope is None:
             execution.done.set()  # dropped before it ran: nobody may wait on it
+
+    async def _expire_local_results(self) -> None:
+        """Local-publisher results older than the retention: their folders go, and the executions with them."""
+        now = trio.current_time()
+        for execution_id, execution in list(self._executions.items()):
+            if execution.finished_at is not None and execution.finished_at + self.retention < now:
+                self._executions.pop(execution_id, None)
+                execution.disposable = True
+                await self._dispose(execution_id, execution)
 
     def _release_stale_bids(self) -> None:
         now = trio.current_time()

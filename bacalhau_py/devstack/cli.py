@@ -8,6 +8,8 @@ from pathlib import Path
 
 import click
 
+from bacalhau_py.cli.serve import job_limit_options
+
 
 @click.command()
 @click.option("--nodes", type=click.IntRange(1, 64), default=3, show_default=True)
@@ -19,7 +21,9 @@ import click
               help="Also write the export lines to this file.")
 @click.option("--policy", "policy_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Admission policy (YAML) for every node (see serve --policy).")
-def devstack(nodes, bad_compute_actors, repo_dir, env_file, policy_file):
+@job_limit_options
+def devstack(nodes, bad_compute_actors, repo_dir, env_file, policy_file,
+             default_job_memory, default_job_cpu, limit_job_disk, min_free_disk, retention):
     """Run NODES local nodes, each its own process with its own IPFS, until Ctrl-C."""
     import trio
 
@@ -28,13 +32,19 @@ def devstack(nodes, bad_compute_actors, repo_dir, env_file, policy_file):
 
     if bad_compute_actors > nodes:
         raise UserInputError(f"--bad-compute-actors {bad_compute_actors} is more than --nodes {nodes}")
-    node_args = None
+    policy = []
     if policy_file:
         from bacalhau_py.policy import load_policy
 
         load_policy(policy_file)  # a bad file stops here, once, not in every node
-        node_args = [["--policy", str(policy_file.resolve())] for _ in range(nodes)]
+        policy = ["--policy", str(policy_file.resolve())]
     repo_dir = repo_dir or Path(tempfile.mkdtemp(prefix="bacalhau-devstack-"))
+    # Every node gets the same limits.
+    limits = [
+        "--default-job-memory", str(default_job_memory), "--default-job-cpu", str(default_job_cpu),
+        "--min-free-disk", str(min_free_disk), "--retention", str(retention),
+        *(["--limit-job-disk", str(limit_job_disk)] if limit_job_disk is not None else []),
+    ]
 
     async def main() -> None:
         # SIGTERM (kill, CI, systemd) and SIGHUP must stop the nodes too, not
@@ -49,7 +59,7 @@ def devstack(nodes, bad_compute_actors, repo_dir, env_file, policy_file):
                     break
 
     async def run_stack() -> None:
-        async with start(repo_dir, nodes, bad_actors=bad_compute_actors, node_args=node_args) as stack:
+        async with start(repo_dir, nodes, bad_actors=bad_compute_actors, node_args=[[*limits, *policy]] * nodes) as stack:
             exports = env_exports(stack[0])
             if env_file:
                 env_file.write_text(exports)

@@ -137,6 +137,10 @@ async def stop(nodes: list[DevNode]) -> None:
     async with trio.open_nursery() as nursery:
         for node in nodes:
             nursery.start_soon(_reap, node.process)
+    from bacalhau_py.executor.docker import remove_node_containers
+
+    # What a node killed mid-job could not remove itself.
+    await remove_node_containers([node.repo / "work" for node in nodes])
 
 
 async def restart(node: DevNode, network: list[DevNode] | None = None) -> DevNode:

@@ -11,9 +11,10 @@ What a job gets
 - Inputs bind-mounted read-only (a file at a file path, or a folder), outputs
   bind-mounted writable, ``spec.task.env``, ``spec.task.workdir``.
 - No network unless ``spec.task.network == "full"`` (the default bridge).
-- Limits: memory (swap disabled, so going over it kills the process: exit
-  137 with "out of memory" in the message), CPU as nano-CPUs, `PIDS_LIMIT`
-  processes, GPUs as device requests.
+- Limits: memory (swap disabled, so going over it kills the process, and
+  the run fails with "killed for using more than N of memory"), CPU as
+  nano-CPUs, `PIDS_LIMIT` processes, GPUs as device requests; docker's own
+  log of the container capped (`DOCKER_LOG_CONFIG`).
 - A fixed hostname, so that jobs printing it agree across nodes.
 - The labels ``CONTAINER_LABEL=<execution id>`` and ``NODE_LABEL=<node work
   folder>``: whatever a crash left behind is found by `cleanup_containers`,
@@ -49,6 +50,7 @@ import functools
 import hashlib
 import io
 import json
+import logging
 import re
 import shutil
 import tarfile
@@ -67,8 +69,11 @@ from bacalhau_py.context import ProviderContext
 from bacalhau_py.errors import BacalhauError, ExecutorError
 from bacalhau_py.executor.base import CONTAINER_LABEL, MAX_LOG_BYTES, PreparedExecution, RunResult, live_log
 from bacalhau_py.models.image import ImageIdentity, ImageRef, parse_image
+from bacalhau_py.models.spec import describe_size
 
 T = TypeVar("T")
+
+log = logging.getLogger("bacalhau_py.executor.docker")
 
 NODE_LABEL = "bacalhau-py.node"
 """Second label: which node (its work folder) started the container. Several
@@ -92,6 +97,11 @@ MAX_IMAGE_BYTES = 16 << 30
 """What an image archive may unpack to: a small gzip bomb must not fill the node's disk."""
 
 _OOM_EXIT_CODE = 137
+# Docker keeps its own copy of a container's output (json-file, in its data
+# folder). Ours, in the result folder, is the one that counts; docker's is
+# capped per container (not in the daemon's config, which is the operator's):
+# 3 files of 32 MB hold both streams up to our MAX_LOG_BYTES each, JSON included.
+DOCKER_LOG_CONFIG = {"max-size": "32m", "max-file": "3"}
 
 
 def _one_line(text: str) -> str:
@@ -232,14 +242,18 @@ class DockerExecutor:
             exit_code = int(status.get("StatusCode", -1))
             await self._call(container.reload, doing="inspect the container")
             message = ""
-            if container.attrs.get("State", {}).get("OOMKilled"):
-                message = f"out of memory: killed at the job's memory limit of {spec.resources.memory} bytes"
-            elif (status.get("Error") or {}).get("Message"):
+            if (status.get("Error") or {}).get("Message"):
                 message = _one_line(status["Error"]["Message"])
             truncated = await self._call(
                 self._copy_logs, container, execution.result_dir,
                 doing="read the container's output", timeout=LOG_TIMEOUT,
             )
+            if container.attrs.get("State", {}).get("OOMKilled") and spec.resources.memory:
+                # After the logs are copied: they show what the job did up to then.
+                raise ExecutorError(
+                    f"killed for using more than {describe_size(spec.resources.memory)} of memory "
+                    "(the job's memory limit)"
+                )
             if truncated:
                 message = "; ".join(filter(None, [message, f"{truncated} cut at {self.max_log_bytes} bytes"]))
             return RunResult(exit_code=exit_code, message=message)
@@ -267,6 +281,7 @@ class DockerExecutor:
             "network_mode": "bridge" if task.network == "full" else "none",
             "mounts": mounts,
             "labels": {CONTAINER_LABEL: execution.execution_id, NODE_LABEL: self.node_label},
+            "log_config": docker.types.LogConfig(type="json-file", config=DOCKER_LOG_CONFIG),
             "pids_limit": PIDS_LIMIT,
             "hostname": HOSTNAME,
             "tty": False,
@@ -458,6 +473,13 @@ class DockerExecutor:
         """(In a thread.) Copy stdout and stderr out separately; name any that were cut."""
         cut = []
         for name in ("stdout", "stderr"):
+            live = live_log(result_dir, name)
+            if live.is_file() and live.stat().st_size >= self.max_log_bytes:
+                # Docker's capped log may have rotated its start away; the
+                # live copy holds the first MAX_LOG_BYTES, which is what we keep.
+                live.replace(result_dir / name)
+                cut.append(name)
+                continue
             stream = container.logs(stdout=name == "stdout", stderr=name == "stderr", stream=True, follow=False)
             if _copy_log(stream, result_dir / name, self.max_log_bytes):
                 cut.append(name)
@@ -548,3 +570,21 @@ def _untagged_archive(source: Path, target: Path, image: str, limit: int) -> Non
         raise ExecutorError(f"image {image}: not an archive written by docker save (not a tar file, plain or gzipped)") from None
     except (OSError, tarfile.TarError, EOFError, json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ExecutorError(_one_line(f"image {image}: not an archive written by docker save ({error})")) from None
+async def remove_node_containers(work_dirs: list[Path]) -> int:
+    """Remove every container of the stopped nodes whose work folders are `work_dirs`; return how many.
+
+    For a devstack that stopped its nodes: a node killed mid-job could not
+    remove its own containers. An engine that cannot be reached is logged,
+    not raised: there is nothing of ours to remove then.
+    """
+    removed = 0
+    for work_dir in work_dirs:
+        executor = DockerExecutor(ProviderContext(ipfs=None, work_dir=work_dir))  # type: ignore[arg-type]
+        try:
+            with trio.move_on_after(CLEANUP_TIMEOUT):
+                removed += await executor.cleanup_containers()
+        except ExecutorError as error:
+            log.warning("could not remove the containers of %s: %s", work_dir, error)
+        finally:
+            await executor.aclose()
+    return removed

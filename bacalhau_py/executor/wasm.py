@@ -39,7 +39,9 @@ What a job sees
   ``wasm trap: <message>`` appended to stderr and in `RunResult.message`.
 - Memory: ``spec.resources.memory`` caps linear memory (``memory.grow``
   fails, so ``malloc`` returns NULL); a module whose initial memory is already
-  over the limit cannot run (`ExecutorError`).
+  over the limit cannot run (`ExecutorError`). The compute node sets it for
+  every job (its ``--default-job-memory`` when the job names none): the
+  module runs inside the node's own process.
 - Timeout / cancel: the runner's trio cancel scope. The module runs with
   epoch interruption in a worker thread; on cancellation a watcher bumps the
   epoch of this run's own engine (one engine per run, so other runs are not

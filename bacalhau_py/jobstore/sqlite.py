@@ -101,7 +101,7 @@ class ExecutionChange:
     state: ExecutionState
     message: str = ""
     fields: dict = field(default_factory=dict)
-    """exit_code, result_cid, result_hash, commitment, publisher."""
+    """exit_code, result_cid, result_hash, commitment, publisher, logs_cid."""
 
     def applied_to(self, job: Job, at) -> Job:
         executions = []

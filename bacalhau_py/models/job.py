@@ -51,6 +51,8 @@ class Execution(BaseModel):
     updated_at: datetime
     image_id: str | None = None
     """docker: the ID of the image the compute node ran."""
+    logs_cid: str | None = None
+    """A failed run's stdout and stderr in IPFS, for `logs`."""
 
     @computed_field
     @property

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 
 from bacalhau_py.models.signature import SignedRequest
-from bacalhau_py.models.spec import JobSpec
+from bacalhau_py.models.spec import JobSpec, is_cid
 from bacalhau_py.models.states import ExecutionState
 
 
@@ -46,6 +46,13 @@ class NodeInfo(_Message):
     version: str = ""
     policy: bool = False
     """The node has an admission policy (serve --policy)."""
+    default_job_cpu: float | None = None
+    """Cores a job that asks for none may use (compute nodes)."""
+    default_job_memory: int | None = None
+    limit_job_disk: int | None = None
+    """The most bytes one job may write to its outputs."""
+    min_free_disk: int = 0
+    """Below this much free disk the node makes no bids."""
 
 
 class NodeInfoRequest(_Message):
@@ -99,6 +106,15 @@ class ExecutionUpdate(_Message):
     execution_id: str
     state: ExecutionState
     message: str = ""
+    logs_cid: str | None = None
+    """A failed run's stdout and stderr, published so that `logs` can show them."""
+
+    @field_validator("logs_cid")
+    @classmethod
+    def _cid(cls, value: str | None) -> str | None:
+        if value is not None and not is_cid(value):
+            raise ValueError(f"{value[:80]!r} is not a CID")
+        return value
 
 
 class ResultProposal(_Message):

@@ -56,6 +56,16 @@ def parse_size(text: str | int) -> int:
     return int(size)
 
 
+def describe_size(size: int) -> str:
+    """`1073741824` -> `1 GiB`: exact multiples keep no decimals, others get one."""
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            break
+        value /= 1024
+    return f"{value:.0f} {unit}" if value == int(value) else f"{value:.1f} {unit}"
+
+
 def parse_cpu(text: str | float) -> float:
     """Parse `0.5`, `2`, `500m` (millicores) into cores."""
     if isinstance(text, (int, float)):
@@ -178,6 +188,7 @@ class Resources(Frozen):
     memory: int | None = None
     gpu: int = 0
     disk: int | None = None
+    """The most bytes the job may write to its outputs (Bacalhau's `--disk`)."""
 
     @field_validator("cpu", mode="before")
     @classmethod
@@ -307,6 +318,16 @@ class JobSpec(Frozen):
         duplicated = sorted({p for p in paths if paths.count(p) > 1})
         if duplicated:
             raise ValueError(f"two volumes are mounted at {duplicated[0]}")
+        # An input inside an output folder would be published as a result (and
+        # an output inside a read-only input could not be written).
+        for source in self.inputs:
+            for output in self.outputs:
+                inner, outer = sorted([source.path, output.path], key=len, reverse=True)
+                if inner.startswith(outer.rstrip("/") + "/"):
+                    raise ValueError(
+                        f"input {source.path} and output {output.path} overlap: one is inside the other "
+                        "(expected separate folders)"
+                    )
         from bacalhau_py.publisher import PUBLISHERS
         from bacalhau_py.verifier import VERIFIERS
 

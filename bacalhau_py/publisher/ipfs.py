@@ -16,6 +16,9 @@ class IPFSPublisher:
         if not Path(result_dir).is_dir():
             raise PublishError(f"execution {execution_id} has no result folder at {result_dir}")
         try:
-            return await self.ctx.ipfs.add(Path(result_dir))
+            cid = await self.ctx.ipfs.add(Path(result_dir))
         except IPFSError as error:
             raise PublishError(f"could not publish the results of {execution_id} to IPFS: {error.message}") from None
+        if self.ctx.result_pins is not None:
+            await self.ctx.result_pins.keep(cid)
+        return cid

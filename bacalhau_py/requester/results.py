@@ -67,12 +67,22 @@ class ResultFetcher:
             yield chunk
 
     async def folder_of(self, job: Job) -> Path:
-        """The result folder whose logs a user means: the first accepted execution's, else the first proposed."""
+        """The result folder whose logs a user means.
+
+        The first accepted execution's, else the first proposed, else the
+        logs of the last failed run (a timeout, a limit): compute nodes
+        publish those to IPFS whatever the job's publisher.
+        """
         candidates = job.accepted_executions() or [e for e in job.executions if e.state in WITH_RESULTS]
-        if not candidates:
-            raise NotFound(f"job {job.id} has no results yet (state {job.state.value})")
-        execution = candidates[0]
-        return await self.fetch(execution.id, execution.node_id, execution.result_cid, execution.publisher or job.spec.publisher)
+        if candidates:
+            execution = candidates[0]
+            return await self.fetch(
+                execution.id, execution.node_id, execution.result_cid, execution.publisher or job.spec.publisher
+            )
+        failed = [e for e in job.executions if e.state is ExecutionState.FAILED and e.logs_cid]
+        if failed:
+            return await self.fetch(failed[-1].id, failed[-1].node_id, failed[-1].logs_cid, "ipfs")
+        raise NotFound(f"job {job.id} has no results yet (state {job.state.value})")
 
     async def job_tar(self, job: Job) -> AsyncIterator[bytes]:
         """The results layout of CLI.md as a tar stream."""

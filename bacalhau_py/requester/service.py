@@ -162,7 +162,10 @@ class RequesterService:
             return Ack()
         if message.state not in (E.RUNNING, E.FAILED):
             raise InvalidMessage(f"compute nodes may only report Running or Failed, not {message.state.value}")
-        await self.store.set_execution_state(message.job_id, message.execution_id, message.state, message.message)
+        logs = {"logs_cid": message.logs_cid} if message.logs_cid else {}
+        await self.store.set_execution_state(
+            message.job_id, message.execution_id, message.state, message.message, **logs
+        )
         return Ack()
 
     async def on_result_proposal(self, sender: str, message: ResultProposal) -> Ack:

@@ -181,16 +181,16 @@ async def test_cgroup_limits_are_applied(executor, tmp_path):
     assert int(memory) == 64 << 20
 
 
-async def test_memory_limit_kills_with_137(executor, tmp_path):
+async def test_memory_limit_kills_and_fails_naming_the_limit(executor, tmp_path):
     # The shell itself holds 100 MB in a variable against a 32 MiB limit.
     whole = make_execution(
-        tmp_path, ["sh", "-c", "x=$(head -c 100000000 /dev/zero | tr '\\0' a); echo survived"],
+        tmp_path, ["sh", "-c", "echo before; x=$(head -c 100000000 /dev/zero | tr '\\0' a); echo survived"],
         memory="32Mb",
     )
-    result = await executor.run(whole)
-    assert result.exit_code == 137
-    assert "out of memory" in result.message
-    assert out(whole) == ""
+    with pytest.raises(ExecutorError, match=r"^killed for using more than 32 MiB of memory"):
+        await executor.run(whole)
+    # The output up to the kill is kept (`logs` of the failed job shows it).
+    assert out(whole) == "before\n"
 
 
 async def test_timeout_kills_and_removes_the_container(executor, engine, tmp_path):
@@ -259,3 +259,18 @@ async def test_not_installed_when_engine_unreachable(tmp_path, monkeypatch):
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-docker.sock")
     executor = DockerExecutor(ProviderContext(ipfs=None, work_dir=tmp_path))  # type: ignore[arg-type]
     assert not await executor.is_installed()
+
+
+async def test_containers_are_labelled_and_dockers_own_log_is_capped(executor, engine, tmp_path):
+    execution = make_execution(tmp_path, ["sleep", "60"])
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(executor.run, execution)
+        while not (found := ours(engine, execution.execution_id)):
+            await trio.sleep(0.05)
+        [container] = found
+        assert container.labels == {
+            CONTAINER_LABEL: execution.execution_id, NODE_LABEL: executor.node_label,
+        }
+        log_config = container.attrs["HostConfig"]["LogConfig"]
+        assert log_config == {"Type": "json-file", "Config": {"max-size": "32m", "max-file": "3"}}
+        nursery.cancel_scope.cancel()

@@ -67,7 +67,7 @@ def test_every_docker_flag_reaches_the_spec(capsys):
         "-o", "results:/results",
         "-e", "GREETING=hello=world", "-e", "EMPTY=",
         "-w", "/work", "--entrypoint", "/bin/sh",
-        "--cpu", "500m", "--memory", "64Mb", "--gpu", "1", "--timeout", "90",
+        "--cpu", "500m", "--memory", "64Mb", "--gpu", "1", "--disk", "2Gb", "--timeout", "90",
         "-c", "3", "--confidence", "2", "--min-bids", "3",
         "--verifier", "deterministic", "--publisher", "local",
         "-l", "team-a", "-l", "batch", "-s", "region=eu,disk=ssd", "-s", "gpu=yes",
@@ -87,7 +87,7 @@ def test_every_docker_flag_reaches_the_spec(capsys):
         ("url", "http://example.com:8080/b.txt", "/b"),
     ]
     assert spec["outputs"][-1] == {"name": "results", "path": "/results"}
-    assert spec["resources"] == {"cpu": 0.5, "memory": 64 * 1024 * 1024, "gpu": 1, "disk": None}
+    assert spec["resources"] == {"cpu": 0.5, "memory": 64 * 1024 * 1024, "gpu": 1, "disk": 2 << 30}
     assert spec["deal"] == {"concurrency": 3, "confidence": 2, "min_bids": 3}
     assert spec["timeout"] == 90
     assert (spec["verifier"], spec["publisher"]) == ("deterministic", "local")

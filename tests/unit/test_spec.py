@@ -58,6 +58,10 @@ def test_cpu_accepts_millicores():
         ({"task": {"engine": "docker", "image": "b"}, "colour": "red"}, "spec.colour: unknown field"),
         ({"task": {"engine": "docker", "image": "b"}, "outputs": [{"name": "o", "path": "/inputs"}],
           "inputs": [{"source": "ipfs", "cid": CID, "path": "/inputs"}]}, "two volumes are mounted at /inputs"),
+        ({"task": {"engine": "docker", "image": "b"}, "inputs": [{"source": "ipfs", "cid": CID, "path": "/outputs/in"}]},
+         "input /outputs/in and output /outputs overlap"),
+        ({"task": {"engine": "docker", "image": "b"}, "outputs": [{"name": "o", "path": "/data/out"}],
+          "inputs": [{"source": "ipfs", "cid": CID, "path": "/data"}]}, "input /data and output /data/out overlap"),
     ],
 )
 def test_bad_specs_get_one_line_naming_the_field(spec, message):
