@@ -108,7 +108,9 @@ def create_app(node: NodeService, *, scratch_dir: Path | None = None) -> FastAPI
         status = status_for(error)
         if status == 500:
             log.error("%s %s failed: %s", request.method, request.url.path, error)
-        return JSONResponse(error_body(str(error), type(error).__name__), status_code=status)
+        # A 401 names its scheme (RFC 9110): an API key as a bearer token.
+        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+        return JSONResponse(error_body(str(error), type(error).__name__), status_code=status, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def _bad_request(request: Request, error: RequestValidationError) -> JSONResponse:

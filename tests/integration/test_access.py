@@ -170,7 +170,8 @@ async def test_a_node_on_a_public_address_needs_api_keys(tmp_path):
             code, _, err = await clients("a", "list", env=env)
             assert code == 1 and address in one_line(err) and "BACALHAU_API_KEY" in err, err
         async with httpx.AsyncClient(base_url=f"{address}/api/v1", auth=Signed(clients.keys["a"])) as api:
-            assert (await api.get("/jobs")).status_code == 401
+            refused = await api.get("/jobs")
+            assert refused.status_code == 401 and refused.headers["WWW-Authenticate"] == "Bearer"
             assert (await api.get("/jobs", headers={"Authorization": f"Bearer {secret}"})).status_code == 200
         code, out, err = await clients(
             "a", "run", "--wait", "busybox", "echo", "with a key", env={"BACALHAU_API_KEY": secret}
