@@ -74,8 +74,10 @@ def error_body(message: str, kind: str) -> dict[str, str]:
     return {"error": " ".join(message.split()), "kind": kind}
 
 
-def _job_json(job: Job) -> dict:
-    return job.model_dump(mode="json")
+def _job_json(job: Job, *, with_signed_request: bool = False) -> dict:
+    # The client's signed request repeats the spec (up to the size limit): only
+    # `describe` shows it; lists and long polls would carry it again and again.
+    return job.model_dump(mode="json", exclude=None if with_signed_request else {"client_request"})
 
 
 def _since(since: str | None) -> str | None:
@@ -106,7 +108,9 @@ def create_app(node: NodeService, *, scratch_dir: Path | None = None) -> FastAPI
         status = status_for(error)
         if status == 500:
             log.error("%s %s failed: %s", request.method, request.url.path, error)
-        return JSONResponse(error_body(str(error), type(error).__name__), status_code=status)
+        # A 401 names its scheme (RFC 9110): an API key as a bearer token.
+        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+        return JSONResponse(error_body(str(error), type(error).__name__), status_code=status, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def _bad_request(request: Request, error: RequestValidationError) -> JSONResponse:
@@ -152,7 +156,7 @@ def create_app(node: NodeService, *, scratch_dir: Path | None = None) -> FastAPI
 
     @app.get(PREFIX + "/jobs/{job_id}")
     async def get_job(job_id: str) -> dict:
-        return _job_json(await node.get_job(job_id))
+        return _job_json(await node.get_job(job_id), with_signed_request=True)
 
     @app.get(PREFIX + "/jobs/{job_id}/wait")
     async def wait(

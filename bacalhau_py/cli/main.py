@@ -31,8 +31,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "get": ("bacalhau_py.cli.jobs:get", "Download a job's results and check them against their CIDs."),
     "cancel": ("bacalhau_py.cli.jobs:cancel", "Cancel a job."),
     "ipfs": ("bacalhau_py.cli.node:ipfs", "IPFS on the connected node: 'ipfs add PATH'."),
-    "node": ("bacalhau_py.cli.node:node", "Nodes: 'node list'."),
-    "id": ("bacalhau_py.cli.node:node_id", "The connected node's peer ID and addresses."),
+    "node": ("bacalhau_py.cli.node:node", "Nodes: 'node list', 'node approve|reject PEER_ID'."),
+    "id": ("bacalhau_py.cli.node:node_id", "The connected node's peer ID and addresses, and your client ID."),
     "version": ("bacalhau_py.cli.node:version", "Client and server versions."),
 }
 

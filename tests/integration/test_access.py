@@ -86,6 +86,8 @@ async def test_only_a_jobs_client_or_an_operator_may_cancel_read_or_download_it(
         assert (await clients.job("b", running))["state"] == "Running"
         described = await clients.job("b", done)
         assert described["client_id"] == a_id and described["state"] == "Completed"
+        # describe shows what A signed; lists leave that copy of the spec out.
+        assert json.loads(described["client_request"]["body"])["task"]["command"] == ["echo", "from A"]
         # The API says 403 to B, whatever the route.
         async with httpx.AsyncClient(base_url=f"{node.api}/api/v1", auth=Signed(clients.keys["b"])) as api:
             for method, path in (("POST", "cancel"), ("GET", "logs"), ("GET", "results")):
@@ -98,6 +100,7 @@ async def test_only_a_jobs_client_or_an_operator_may_cancel_read_or_download_it(
 
         code, out, _ = await clients("a", "list", "--output", "json")
         assert code == 0 and listed(out) == {done, running}
+        assert all("client_request" not in job for job in json.loads(out))
         code, out, _ = await clients("b", "list", "--output", "json")
         assert code == 0 and listed(out) == set()
         code, _, err = await clients("b", "list", "--all")
@@ -167,7 +170,8 @@ async def test_a_node_on_a_public_address_needs_api_keys(tmp_path):
             code, _, err = await clients("a", "list", env=env)
             assert code == 1 and address in one_line(err) and "BACALHAU_API_KEY" in err, err
         async with httpx.AsyncClient(base_url=f"{address}/api/v1", auth=Signed(clients.keys["a"])) as api:
-            assert (await api.get("/jobs")).status_code == 401
+            refused = await api.get("/jobs")
+            assert refused.status_code == 401 and refused.headers["WWW-Authenticate"] == "Bearer"
             assert (await api.get("/jobs", headers={"Authorization": f"Bearer {secret}"})).status_code == 200
         code, out, err = await clients(
             "a", "run", "--wait", "busybox", "echo", "with a key", env={"BACALHAU_API_KEY": secret}
