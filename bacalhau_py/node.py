@@ -22,7 +22,7 @@ from bacalhau_py.compute.bidding import BidPolicy, BidStrategy
 from bacalhau_py.compute.capacity import ZERO, Capacity, CapacityTracker
 from bacalhau_py.compute.service import ComputeService
 from bacalhau_py.context import ProviderContext
-from bacalhau_py.directory import NodeDirectory
+from bacalhau_py.directory import LOST_AFTER_SECONDS, NodeDirectory
 from bacalhau_py.errors import BacalhauError, InvalidMessage, UserInputError
 from bacalhau_py.executor import EXECUTORS
 from bacalhau_py.ipfs.base import IPFSClient, IPFSIdentity
@@ -42,6 +42,7 @@ from bacalhau_py.models.messages import (
     NodeInfo,
     NodeInfoRequest,
     ResultProposal,
+    ResultVerdict,
     RevealRequest,
 )
 from bacalhau_py.publisher import PUBLISHERS
@@ -54,6 +55,8 @@ from bacalhau_py.transport.base import Transport
 log = logging.getLogger("bacalhau_py.node")
 
 ANNOUNCE_EVERY_SECONDS = 5.0
+# Announcements are the heartbeat: at least this many fall in one lost-after period.
+ANNOUNCES_PER_LOST_AFTER = 3
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,8 @@ class NodeConfig:
     """Restrict the executors this node offers (default: every installed one)."""
     fetch_timeout: float = 120.0
     timeouts: RequesterTimeouts = RequesterTimeouts()
+    node_lost_after: float = LOST_AFTER_SECONDS
+    """A node silent this long is lost (its running executions are rescheduled)."""
 
 
 class Node:
@@ -114,7 +119,7 @@ class Node:
                         repo, listen_port=config.swarm_port, host=config.swarm_host
                     )
                 self.transport = self._transport
-                self.directory = NodeDirectory(self._own_info)
+                self.directory = NodeDirectory(self._own_info, config.node_lost_after)
                 ctx = ProviderContext(
                     ipfs=self.ipfs, work_dir=repo / "work", fetch_timeout=config.fetch_timeout, labels=config.labels
                 )
@@ -125,6 +130,9 @@ class Node:
                     timeout=config.fetch_timeout,
                 )
                 self.compute = await self._build_compute(ctx) if "compute" in config.node_types else None
+                if self.compute is not None:
+                    # A node that died (SIGKILL, power cut) left its containers running.
+                    await self._remove_leftover_containers()
                 self.requester = (
                     RequesterService(
                         transport=self.transport,
@@ -144,7 +152,7 @@ class Node:
                 await self._join(config.peers)
                 nursery.start_soon(self._announce_forever)
                 if self.requester:
-                    nursery.start_soon(self.requester.resume, ANNOUNCE_EVERY_SECONDS)
+                    nursery.start_soon(self.requester.resume, self._announce_every())
 
                 from bacalhau_py.api.app import serve_api
 
@@ -256,7 +264,10 @@ class Node:
                 await self.transport.publish(self._own_info())
             except BacalhauError as error:
                 log.debug("announce failed: %s", error)
-            await trio.sleep(ANNOUNCE_EVERY_SECONDS)
+            await trio.sleep(self._announce_every())
+
+    def _announce_every(self) -> float:
+        return min(ANNOUNCE_EVERY_SECONDS, self.config.node_lost_after / ANNOUNCES_PER_LOST_AFTER)
 
     async def _learn(self, info: NodeInfo) -> None:
         if info.peer_id == self.peer_id:
@@ -332,9 +343,9 @@ class Node:
                     raise InvalidMessage("a node may only describe itself")
                 await self._learn(message)
                 return Ack()
-            case AskBid() | BidDecision() | CancelExecution() | RevealRequest() | ExecutionStatusRequest() if (
-                compute is None
-            ):
+            case AskBid() | BidDecision() | CancelExecution() | RevealRequest() | ExecutionStatusRequest() | (
+                ResultVerdict()
+            ) if compute is None:
                 raise UserInputError("this node is not a compute node")
             case AskBid():
                 return await compute.on_ask_bid(sender, message)
@@ -346,6 +357,8 @@ class Node:
                 return await compute.on_reveal_request(sender, message.execution_id)
             case ExecutionStatusRequest():
                 return await compute.on_status_request(sender, message.execution_id)
+            case ResultVerdict():
+                return await compute.on_result_verdict(sender, message)
             case ExecutionUpdate() | ResultProposal() if requester is None:
                 raise UserInputError("this node is not a requester node")
             case ExecutionUpdate():

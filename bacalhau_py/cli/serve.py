@@ -9,6 +9,8 @@ from pathlib import Path
 
 import click
 
+from bacalhau_py.cli.flags import Duration
+
 # How long a stopping node may spend stopping its executions and telling
 # their requesters, before it stops regardless.
 DRAIN_TIMEOUT = 10.0
@@ -65,9 +67,12 @@ def configure_logging(level: str = "INFO") -> None:
 @click.option("--engines", hidden=True, help="Offer only these engines (comma separated).")
 @click.option("--exit-on-stdin-eof", is_flag=True, hidden=True,
               help="Stop when standard input closes (the devstack's parent dies: no orphan nodes).")
+@click.option("--node-lost-after", type=Duration(), default="30s", show_default=True,
+              help="A node silent this long is lost and its running jobs are rescheduled; this node also "
+                   "announces itself at least 3 times per period (use the same value on every node).")
 def serve(peers, swarm_port, swarm_host, ipfs_swarm_port, api_host, api_port, repo, node_type, ipfs_connect, labels,
           limit_total_cpu, limit_total_memory, limit_total_gpu, limit_job_cpu, limit_job_memory,
-          job_selection_data_locality, bad_actor, engines, exit_on_stdin_eof):
+          job_selection_data_locality, bad_actor, engines, exit_on_stdin_eof, node_lost_after):
     """Run a long-lived node: requester and/or compute, with its own IPFS node."""
     import trio
 
@@ -94,6 +99,7 @@ def serve(peers, swarm_port, swarm_host, ipfs_swarm_port, api_host, api_port, re
         data_locality=job_selection_data_locality,
         bad_actor=bad_actor,
         engines=tuple(e for e in engines.split(",") if e) if engines else None,
+        node_lost_after=node_lost_after,
     )
     configure_logging()
 

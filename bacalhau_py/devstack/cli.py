@@ -8,6 +8,8 @@ from pathlib import Path
 
 import click
 
+from bacalhau_py.cli.flags import Duration
+
 
 @click.command()
 @click.option("--nodes", type=click.IntRange(1, 64), default=3, show_default=True)
@@ -17,7 +19,9 @@ import click
               help="Where the nodes keep their repos (default: a new temporary folder).")
 @click.option("--env-file", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the export lines to this file.")
-def devstack(nodes, bad_compute_actors, repo_dir, env_file):
+@click.option("--node-lost-after", type=Duration(), default="30s", show_default=True,
+              help="Each node's `serve --node-lost-after`.")
+def devstack(nodes, bad_compute_actors, repo_dir, env_file, node_lost_after):
     """Run NODES local nodes, each its own process with its own IPFS, until Ctrl-C."""
     import trio
 
@@ -41,7 +45,8 @@ def devstack(nodes, bad_compute_actors, repo_dir, env_file):
                     break
 
     async def run_stack() -> None:
-        async with start(repo_dir, nodes, bad_actors=bad_compute_actors) as stack:
+        every_node = ["--node-lost-after", f"{node_lost_after:g}"]
+        async with start(repo_dir, nodes, bad_actors=bad_compute_actors, node_args=[every_node] * nodes) as stack:
             exports = env_exports(stack[0])
             if env_file:
                 env_file.write_text(exports)

@@ -131,6 +131,20 @@ class CancelExecution(_Message):
     reason: str = ""
 
 
+class ResultVerdict(_Message):
+    """Requester -> compute: the verifier accepted or rejected the execution's result.
+
+    The compute node then forgets the execution (a local publisher's result
+    folder stays fetchable).
+    """
+
+    kind: Literal["result_verdict"] = "result_verdict"
+    job_id: str
+    execution_id: str
+    accepted: bool
+    reason: str = ""
+
+
 class FetchResult(_Message):
     """Requester -> compute: send the execution's result folder (local publisher)."""
 
@@ -174,6 +188,7 @@ Message = Annotated[
         FetchResult,
         FollowLogs,
         ExecutionStatusRequest,
+        ResultVerdict,
     ],
     Field(discriminator="kind"),
 ]
