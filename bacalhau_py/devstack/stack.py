@@ -204,3 +204,20 @@ async def _wait_until_meshed(nodes: list[DevNode]) -> None:
             raise BacalhauError(
                 f"the {len(nodes)} nodes did not all know each other within {timeout:g}s; see their node.log"
             ) from None
+
+
+async def kill(node: DevNode) -> None:
+    """SIGKILL one node, as a crash would: no drain, its containers left running; the others go on."""
+    node.process.kill()
+    await node.process.wait()
+
+
+async def start_again(node: DevNode, network: list[DevNode] | None = None) -> DevNode:
+    """Start a node that died (`kill`) again on the same repo, flags and peers, as `restart` does."""
+    peers = node.peers or [n.swarm[0] for n in network or [] if n is not node and n.swarm][:1]
+    fresh = await _start(node.repo.parent, node.index, peers, node.args)
+    for name in ("process", "peer_id", "api", "swarm", "ipfs_api"):
+        setattr(node, name, getattr(fresh, name))
+    if network:
+        await _wait_until_meshed(network)
+    return node
