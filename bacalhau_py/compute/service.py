@@ -419,8 +419,9 @@ class ComputeService:
         execution.advance(state)
         assert state.terminal, f"_end needs a terminal state, not {state.value}"
         self.capacity.release(execution_id)
-        if state is E.RESULT_ACCEPTED and execution.spec.publisher == "local":
-            # The requester fetches this result from here when a user asks for it.
+        if state in (E.RESULT_ACCEPTED, E.RESULT_REJECTED) and execution.spec.publisher == "local":
+            # The requester fetches this result from here when a user asks for it
+            # (a rejected one too: `get` shows every execution's own results).
             self._local_results[execution_id] = (execution.requester_id, self._result_dir(execution_id))
         if not ran:
             execution.done.set()  # ended before it ran: nobody may wait on it

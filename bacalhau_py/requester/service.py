@@ -525,11 +525,10 @@ class RequesterService:
             await self.store.apply(job_id, *changes)
         # Off the critical path: the compute nodes may forget these executions.
         for execution in proposed:
-            if execution.id in verdict.accepted or execution.id in verdict.rejected:
-                verdict_message = ResultVerdict(
-                    job_id=job_id, execution_id=execution.id, accepted=execution.id in verdict.accepted
-                )
-                self._nursery.start_soon(self._notify, execution.node_id, verdict_message)
+            verdict_message = ResultVerdict(
+                job_id=job_id, execution_id=execution.id, accepted=execution.id in verdict.accepted
+            )
+            self._nursery.start_soon(self._notify, execution.node_id, verdict_message)
         if not verdict.accepted:
             await self._fail(job_id, verdict.message or "no result was accepted by the verifier")
 
