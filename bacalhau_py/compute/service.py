@@ -167,7 +167,7 @@ class ComputeService:
             execution.scope.cancel()  # its `_run` task ends it
         else:
             if message.reason:
-                log.info("execution %s given up by its requester: %s", message.execution_id, message.reason)
+                log.info("execution %s stopped by its requester: %s", message.execution_id, message.reason)
             self._end(message.execution_id, E.CANCELLED)
         return Ack()
 
