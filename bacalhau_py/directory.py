@@ -1,7 +1,9 @@
 """The nodes this node knows, from gossiped and requested `NodeInfo`, and whether each is alive.
 
 A node's `NodeInfo` announcements are its heartbeat: one silent for
-`lost_after` seconds is lost. Each node's view is one `NodeRecord`.
+`lost_after` seconds is lost, and so is one that announces a new `boot_id`
+(it restarted, within that time, and forgot what it ran). Each node's view
+is one `NodeRecord`.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ class NodeDirectory:
         self._own_info = own_info
         self.lost_after = lost_after
         self._nodes: dict[str, NodeRecord] = {}
+        self._restarted: list[str] = []
         self._back: list[str] = []
 
     def update(self, info: NodeInfo) -> bool:
@@ -36,6 +39,8 @@ class NodeDirectory:
         record = self._nodes.get(info.peer_id)
         if record is not None and record.lost:
             self._back.append(info.peer_id)
+        elif record is not None and record.info.boot_id != info.boot_id:
+            self._restarted.append(info.peer_id)
         self._nodes[info.peer_id] = NodeRecord(info, trio.current_time())
         return record is None
 
@@ -53,13 +58,13 @@ class NodeDirectory:
     def compute_nodes(self) -> list[NodeInfo]:
         return [info for info in self.all() if "compute" in info.node_types]
 
-    def liveness_changes(self) -> tuple[list[str], list[str]]:
-        """(nodes lost since the last call, lost nodes heard from again since the last call)."""
+    def liveness_changes(self) -> tuple[list[tuple[str, str]], list[str]]:
+        """Since the last call: (lost nodes and why, lost nodes heard from again)."""
         cutoff = trio.current_time() - self.lost_after
-        lost = []
+        lost = [(peer_id, "restarted") for peer_id in self._restarted]
         for peer_id, record in self._nodes.items():
             if not record.lost and record.last_seen < cutoff:
                 record.lost = True
-                lost.append(peer_id)
-        back, self._back = self._back, []
+                lost.append((peer_id, f"silent for {self.lost_after:g}s"))
+        back, self._back, self._restarted = self._back, [], []
         return lost, back

@@ -8,6 +8,7 @@ running executions are cancelled (their containers removed) before it returns.
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 from dataclasses import dataclass, field
@@ -96,6 +97,7 @@ class Node:
         self.requester: RequesterService | None = None
         self.capacity: CapacityTracker | None = None
         self.engines: list[str] = []
+        self._boot_id = secrets.token_hex(8)
 
     @property
     def peer_id(self) -> str:
@@ -322,6 +324,7 @@ class Node:
                 key=lambda a: a.startswith("/ip4/127."),
             ),
             version=__version__,
+            boot_id=self._boot_id,
         )
 
     # -- MessageHandler -----------------------------------------------------------

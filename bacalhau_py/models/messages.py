@@ -43,6 +43,8 @@ class NodeInfo(_Message):
     ipfs_peer_id: str | None = None
     ipfs_addresses: list[str] = []
     version: str = ""
+    boot_id: str = ""
+    """New at each start of the node's process: a change means it restarted (and forgot what it ran)."""
 
 
 class NodeInfoRequest(_Message):

@@ -202,14 +202,14 @@ class RequesterService:
         while True:
             await trio.sleep(period)
             lost, back = self.directory.liveness_changes()
-            for peer_id in lost:
-                await self._node_lost(peer_id)
+            for peer_id, why in lost:
+                await self._node_lost(peer_id, why)
             for peer_id in back:
                 self._nursery.start_soon(self._node_back, peer_id)
 
-    async def _node_lost(self, peer_id: str) -> None:
+    async def _node_lost(self, peer_id: str, why: str) -> None:
         """Mark the node's running executions Lost; each job's `_drive` reschedules them."""
-        reason = f"node {_short(peer_id)} lost: silent for {self.directory.lost_after:g}s"
+        reason = f"node {_short(peer_id)} lost: {why}"
         log.warning("%s", reason)
         for job in await self.store.unfinished():
             for execution in job.executions:

@@ -62,13 +62,14 @@ async def network(nursery):
     await nursery.start(transport.serve, RequesterNode(requester))
     await nursery.start(requester.serve)
     beating: dict[str, trio.CancelScope] = {}
+    boots: dict[str, str] = {}
 
     async def heartbeat(name: str, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         with trio.CancelScope() as scope:
             beating[name] = scope
             task_status.started()
             while True:
-                directory.update(NodeInfo(peer_id=name, node_types=["compute"]))
+                directory.update(NodeInfo(peer_id=name, node_types=["compute"], boot_id=boots.get(name, "")))
                 await trio.sleep(LOST_AFTER / 5)
 
     async def add_compute(name: str, kind=FakeCompute, **behaviour) -> FakeCompute:
@@ -84,6 +85,11 @@ async def network(nursery):
     async def revive(name: str) -> None:
         await nursery.start(heartbeat, name)
 
+    def reboot(name: str) -> None:
+        """The node's process starts again: it goes on announcing itself, with a new boot ID."""
+        boots[name] = boots.get(name, "") + "+"
+
+    requester.reboot = reboot
     yield requester, store, add_compute, silence, revive
     store.close()
 
@@ -173,3 +179,16 @@ async def test_a_program_that_fails_is_not_rescheduled(network):
     assert job.state is JobState.FAILED and "image missing" in job.message
     assert [e.node_id for e in job.executions] == ["failing"]
     assert not any(m.startswith("rescheduled") for m in history(job))
+
+
+async def test_a_node_that_restarts_within_the_lost_after_period_is_lost_too(network):
+    requester, store, add_compute, _, _ = network
+    await add_compute("rebooted", HangingCompute)
+    job = await requester.submit(JobSpec.model_validate(SPEC))
+    assert await running_on(store, job.id) == "rebooted"
+    await add_compute("healthy")
+    requester.reboot("rebooted")
+    job = await wait_terminal(store, job.id)
+    assert job.state is JobState.COMPLETED, job.message
+    assert [(e.node_id, e.state) for e in job.executions] == [("rebooted", E.LOST), ("healthy", E.RESULT_ACCEPTED)]
+    assert job.executions[0].message == "node rebooted lost: restarted"
