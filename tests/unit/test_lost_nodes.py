@@ -89,8 +89,7 @@ async def network(nursery):
         """The node's process starts again: it goes on announcing itself, with a new boot ID."""
         boots[name] = boots.get(name, "") + "+"
 
-    requester.reboot = reboot
-    yield requester, store, add_compute, silence, revive
+    yield requester, store, add_compute, silence, revive, reboot
     store.close()
 
 
@@ -110,7 +109,7 @@ def history(job) -> list[str]:
 
 
 async def test_a_lost_node_s_job_is_rescheduled_on_another_node_and_its_late_result_refused(network):
-    requester, store, add_compute, silence, revive = network
+    requester, store, add_compute, silence, revive, _ = network
     hanging = await add_compute("hanging", HangingCompute)
     job = await requester.submit(JobSpec.model_validate({**SPEC, "selector": {}}))
     assert await running_on(store, job.id) == "hanging"
@@ -139,7 +138,7 @@ async def test_a_lost_node_s_job_is_rescheduled_on_another_node_and_its_late_res
 
 
 async def test_with_no_other_node_the_job_fails_naming_the_lost_node(network):
-    requester, store, add_compute, silence, _ = network
+    requester, store, add_compute, silence, _, _ = network
     await add_compute("only", HangingCompute)
     job = await requester.submit(JobSpec.model_validate(SPEC))
     await running_on(store, job.id)
@@ -151,7 +150,7 @@ async def test_with_no_other_node_the_job_fails_naming_the_lost_node(network):
 
 
 async def test_the_retry_budget_counts_lost_nodes(network):
-    requester, store, add_compute, silence, _ = network
+    requester, store, add_compute, silence, _, _ = network
     await add_compute("first", HangingCompute)
     job = await requester.submit(JobSpec.model_validate({**SPEC, "retries": 0}))
     await running_on(store, job.id)
@@ -163,7 +162,7 @@ async def test_the_retry_budget_counts_lost_nodes(network):
 
 
 async def test_a_program_that_fails_is_not_rescheduled(network):
-    requester, store, add_compute, _, _ = network
+    requester, store, add_compute, _, _, _ = network
 
     @dataclass
     class FailingCompute(FakeCompute):
@@ -182,12 +181,12 @@ async def test_a_program_that_fails_is_not_rescheduled(network):
 
 
 async def test_a_node_that_restarts_within_the_lost_after_period_is_lost_too(network):
-    requester, store, add_compute, _, _ = network
+    requester, store, add_compute, _, _, reboot = network
     await add_compute("rebooted", HangingCompute)
     job = await requester.submit(JobSpec.model_validate(SPEC))
     assert await running_on(store, job.id) == "rebooted"
     await add_compute("healthy")
-    requester.reboot("rebooted")
+    reboot("rebooted")
     job = await wait_terminal(store, job.id)
     assert job.state is JobState.COMPLETED, job.message
     assert [(e.node_id, e.state) for e in job.executions] == [("rebooted", E.LOST), ("healthy", E.RESULT_ACCEPTED)]
