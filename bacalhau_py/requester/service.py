@@ -222,13 +222,8 @@ class RequesterService:
         given_up = self._given_up.pop(peer_id, set())
         log.info("node %s is back; telling it %d execution(s) were given up", peer_id, len(given_up))
         for job_id, execution_id in sorted(given_up):
-            cancel = CancelExecution(
-                job_id=job_id, execution_id=execution_id, reason="given up: the requester took this node for lost"
-            )
-            try:
-                await self.transport.request(peer_id, cancel, timeout=NOTICE_TIMEOUT)
-            except BacalhauError as error:
-                log.info("could not tell node %s that execution %s was given up: %s", peer_id, execution_id, error)
+            reason = "given up: the requester took this node for lost"
+            await self._notify(peer_id, CancelExecution(job_id=job_id, execution_id=execution_id, reason=reason))
 
     # -- one job's life -------------------------------------------------------
 
@@ -277,7 +272,9 @@ class RequesterService:
         busy = frozenset(e.node_id for e in job.executions if not e.state.terminal)
         return await self._bid(job, needed=1, exclude=busy, because=f"{why}, and ")
 
-    async def _bid(self, job: Job, *, needed: int | None = None, exclude=frozenset(), because: str = "") -> bool:
+    async def _bid(
+        self, job: Job, *, needed: int | None = None, exclude: frozenset[str] = frozenset(), because: str = ""
+    ) -> bool:
         """Find `needed` compute nodes by bidding (a sample first, then all). False if the job failed.
 
         By default the job's own `concurrency` nodes; when rescheduling, one
@@ -533,6 +530,7 @@ class RequesterService:
             await self._fail(job_id, verdict.message or "no result was accepted by the verifier")
 
     async def _notify(self, peer_id: str, message) -> None:
+        """Best effort: a node that misses it only keeps an execution longer."""
         try:
             await self.transport.request(peer_id, message, timeout=NOTICE_TIMEOUT)
         except BacalhauError as error:
