@@ -1,38 +1,64 @@
-"""The nodes this node knows, from gossiped and requested `NodeInfo`, and whether each is approved."""
+"""The nodes this node knows, from gossiped and requested `NodeInfo`: whether each is alive, and approved.
+
+A node's `NodeInfo` announcements are its heartbeat: one silent for
+`lost_after` seconds is lost, and so is one that announces a new `boot_id`
+(it restarted, within that time, and forgot what it ran). Each node's view
+is one `NodeRecord`.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import trio
 
 from bacalhau_py.auth.approvals import Approval, Approvals
 from bacalhau_py.models.messages import NodeInfo
 
-# Nodes re-announce every few seconds; one silent for this long is gone.
-STALE_AFTER_SECONDS = 30.0
+# A node silent for this long is lost (`serve --node-lost-after`).
+LOST_AFTER_SECONDS = 30.0
+
+
+@dataclass
+class NodeRecord:
+    info: NodeInfo
+    last_seen: float
+    lost: bool = False
 
 
 class NodeDirectory:
-    def __init__(self, own_info: Callable[[], NodeInfo], approvals: Approvals | None = None) -> None:
+    def __init__(
+        self,
+        own_info: Callable[[], NodeInfo],
+        approvals: Approvals | None = None,
+        lost_after: float = LOST_AFTER_SECONDS,
+    ) -> None:
         self._own_info = own_info
-        self._nodes: dict[str, tuple[float, NodeInfo]] = {}
         self.approvals = approvals or Approvals(None)
+        self.lost_after = lost_after
+        self._nodes: dict[str, NodeRecord] = {}
+        self._restarted: list[str] = []
+        self._back: list[str] = []
 
     def update(self, info: NodeInfo) -> bool:
-        """Record `info`; True if the node was not known before."""
-        new = info.peer_id not in self._nodes
-        self._nodes[info.peer_id] = (trio.current_time(), info)
-        return new
+        """Record `info` (a sign of life); True if the node was not known before."""
+        record = self._nodes.get(info.peer_id)
+        if record is not None and record.lost:
+            self._back.append(info.peer_id)
+        elif record is not None and record.info.boot_id != info.boot_id:
+            self._restarted.append(info.peer_id)
+        self._nodes[info.peer_id] = NodeRecord(info, trio.current_time())
+        return record is None
 
     def all(self) -> list[NodeInfo]:
-        """This node first, then the others that are not stale, by peer ID."""
+        """This node first, then the others that are alive, by peer ID."""
         own = self._own_info()
-        cutoff = trio.current_time() - STALE_AFTER_SECONDS
+        cutoff = trio.current_time() - self.lost_after
         others = [
-            info
-            for peer_id, (seen, info) in sorted(self._nodes.items())
-            if seen >= cutoff and peer_id != own.peer_id
+            record.info
+            for peer_id, record in sorted(self._nodes.items())
+            if record.last_seen >= cutoff and peer_id != own.peer_id
         ]
         return [own, *others]
 
@@ -46,7 +72,7 @@ class NodeDirectory:
         return self.approvals.of(peer_id)
 
     def compute_nodes(self) -> list[NodeInfo]:
-        """The compute nodes a requester may send jobs to: known, not stale, approved."""
+        """The compute nodes a requester may send jobs to: known, alive, approved."""
         nodes = self.all()
         own = nodes[0].peer_id
         return [
@@ -58,3 +84,14 @@ class NodeDirectory:
         nodes = self.all()
         own = nodes[0].peer_id
         return [n.peer_id for n in nodes if "compute" in n.node_types and self.approval(n.peer_id, own) != "approved"]
+
+    def liveness_changes(self) -> tuple[list[tuple[str, str]], list[str]]:
+        """Since the last call: (lost nodes and why, lost nodes heard from again)."""
+        cutoff = trio.current_time() - self.lost_after
+        lost = [(peer_id, "restarted") for peer_id in self._restarted]
+        for peer_id, record in self._nodes.items():
+            if not record.lost and record.last_seen < cutoff:
+                record.lost = True
+                lost.append((peer_id, f"silent for {self.lost_after:g}s"))
+        back, self._back, self._restarted = self._back, [], []
+        return lost, back

@@ -57,8 +57,13 @@ class InvalidMessage(TransportError):
     """A message failed schema validation or its signature did not verify."""
 
 
-class IllegalTransition(BacalhauError):
-    """A job or execution state change that the transition table forbids: a bug."""
+class IllegalTransition(AssertionError):
+    """A job or execution state change that the transition table forbids: a bug.
+
+    Deliberately not a `BacalhauError`: it is never a user's error, so no
+    handler turns it into a failed job or a refused message; it surfaces
+    as the bug it is (a logged traceback).
+    """
 
 
 class NotAuthenticated(BacalhauError):

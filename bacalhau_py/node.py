@@ -8,6 +8,7 @@ running executions are cancelled (their containers removed) before it returns.
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ from bacalhau_py.compute.capacity import ZERO, Capacity, CapacityTracker
 from bacalhau_py.compute.limits import JobLimits
 from bacalhau_py.compute.service import DEFAULT_RETENTION_SECONDS, ComputeService
 from bacalhau_py.context import ProviderContext
-from bacalhau_py.directory import NodeDirectory
+from bacalhau_py.directory import LOST_AFTER_SECONDS, NodeDirectory
 from bacalhau_py.errors import BacalhauError, InvalidMessage, NotFound, UserInputError
 from bacalhau_py.executor import EXECUTORS
 from bacalhau_py.ipfs.base import IPFSClient, IPFSIdentity
@@ -48,6 +49,7 @@ from bacalhau_py.models.messages import (
     NodeInfo,
     NodeInfoRequest,
     ResultProposal,
+    ResultVerdict,
     RevealRequest,
 )
 from bacalhau_py.models.signature import SignedRequest
@@ -64,6 +66,8 @@ log = logging.getLogger("bacalhau_py.node")
 
 ANNOUNCE_EVERY_SECONDS = 5.0
 READY_TIMEOUT = 30.0
+# Announcements are the heartbeat: at least this many fall in one lost-after period.
+ANNOUNCES_PER_LOST_AFTER = 3
 
 
 @dataclass(frozen=True)
@@ -99,6 +103,8 @@ class NodeConfig:
     """Default memory and cpu, output quota and free-disk watermark of this node's jobs."""
     retention: float = DEFAULT_RETENTION_SECONDS
     """How long results stay: pinned in IPFS, or (local publisher) on this compute node."""
+    node_lost_after: float = LOST_AFTER_SECONDS
+    """A node silent this long is lost (its running executions are rescheduled)."""
 
 
 class Node:
@@ -115,6 +121,7 @@ class Node:
         self.capacity: CapacityTracker | None = None
         self.engines: list[str] = []
         self.access = AccessControl(config.api_keys, config.operators)
+        self._boot_id = secrets.token_hex(8)
 
     @property
     def peer_id(self) -> str:
@@ -142,7 +149,7 @@ class Node:
                     )
                 self.transport = self._transport
                 approvals = await trio.to_thread.run_sync(Approvals, repo / APPROVALS_FILE, config.node_approval)
-                self.directory = NodeDirectory(self._own_info, approvals)
+                self.directory = NodeDirectory(self._own_info, approvals, config.node_lost_after)
                 pins = ResultPins(self.ipfs, repo / "work" / "result-pins.json", config.retention)
                 ctx = ProviderContext(
                     ipfs=self.ipfs, work_dir=repo / "work", fetch_timeout=config.fetch_timeout, labels=config.labels,
@@ -175,7 +182,7 @@ class Node:
                 await self._join(config.peers)
                 nursery.start_soon(self._announce_forever)
                 if self.requester:
-                    nursery.start_soon(self.requester.resume, ANNOUNCE_EVERY_SECONDS)
+                    nursery.start_soon(self.requester.resume, self._announce_every())
 
                 from bacalhau_py.api.app import serve_api
 
@@ -316,7 +323,10 @@ class Node:
                 await self.transport.publish(self._own_info())
             except BacalhauError as error:
                 log.debug("announce failed: %s", error)
-            await trio.sleep(ANNOUNCE_EVERY_SECONDS)
+            await trio.sleep(self._announce_every())
+
+    def _announce_every(self) -> float:
+        return min(ANNOUNCE_EVERY_SECONDS, self.config.node_lost_after / ANNOUNCES_PER_LOST_AFTER)
 
     async def _learn(self, info: NodeInfo) -> None:
         if info.peer_id == self.peer_id:
@@ -382,6 +392,7 @@ class Node:
                 if self.compute
                 else {}
             ),
+            boot_id=self._boot_id,
         )
 
     # -- MessageHandler -----------------------------------------------------------
@@ -403,9 +414,9 @@ class Node:
                     raise InvalidMessage("a node may only describe itself")
                 await self._learn(message)
                 return Ack()
-            case AskBid() | BidDecision() | CancelExecution() | RevealRequest() | ExecutionStatusRequest() if (
-                compute is None
-            ):
+            case AskBid() | BidDecision() | CancelExecution() | RevealRequest() | ExecutionStatusRequest() | (
+                ResultVerdict()
+            ) if compute is None:
                 raise UserInputError("this node is not a compute node")
             case AskBid():
                 return await compute.on_ask_bid(sender, message)
@@ -417,6 +428,8 @@ class Node:
                 return await compute.on_reveal_request(sender, message.execution_id)
             case ExecutionStatusRequest():
                 return await compute.on_status_request(sender, message.execution_id)
+            case ResultVerdict():
+                return await compute.on_result_verdict(sender, message)
             case ExecutionUpdate() | ResultProposal() if requester is None:
                 raise UserInputError("this node is not a requester node")
             case ExecutionUpdate():

@@ -11,6 +11,7 @@ Only click is imported at module level: `bacalhau --help` must start fast.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -262,6 +263,9 @@ def job_options(engine: str) -> Callable[[Callable], Callable]:
             click.option("-l", "--labels", multiple=True, help="Label for the job (repeatable)."),
             click.option("-s", "--selector", type=KeyValue("k=v[,k=v...]", several=True), multiple=True,
                          help="Run only on nodes whose labels match k=v (repeatable, comma-separated)."),
+            click.option("--retries", type=click.IntRange(0, 100),
+                         help="Times the job is rescheduled when a node running it is lost, never when its "
+                              "program fails (default 2)."),
         ]
         if engine == "docker":
             options.append(click.option("--network", type=click.Choice(["none", "full"]), default="none",
@@ -311,6 +315,8 @@ def spec_from_flags(task: dict[str, Any], flags: dict[str, Any]):
     }
     if flags["timeout"] is not None:
         data["timeout"] = flags["timeout"]
+    if flags["retries"] is not None:
+        data["retries"] = flags["retries"]
     sources = {
         "task": "IMAGE" if task["engine"] == "docker" else "MODULE",
         "inputs": [item["flag"] for item in inputs],
@@ -335,6 +341,7 @@ _FLAG_FOR = {
     ("resources", "disk"): "--disk",
     ("deal",): "-c/--concurrency, --confidence, --min-bids",
     ("timeout",): "--timeout",
+    ("retries",): "--retries",
     ("verifier",): "--verifier",
     ("publisher",): "--publisher",
     ("labels",): "-l/--labels",
@@ -371,3 +378,19 @@ def _flag_for(location: tuple, sources: dict[str, Any]) -> str:
         if location[:length] in _FLAG_FOR:
             return _FLAG_FOR[location[:length]]
     return ".".join(str(part) for part in location)
+
+
+class Duration(_Form):
+    """A duration: `30s`, `2m`, `1h`, or plain seconds."""
+
+    name = "DURATION"
+    form = "a duration, e.g. 30s, 2m, 1h or 45"
+    _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, (int, float)):
+            return float(value)
+        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", value)
+        if not match or float(match.group(1)) <= 0:
+            self.bad(value, "not a positive duration", param, ctx)
+        return float(match.group(1)) * self._UNITS[match.group(2)]

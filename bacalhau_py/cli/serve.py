@@ -10,6 +10,8 @@ from pathlib import Path
 
 import click
 
+from bacalhau_py.cli.flags import Duration
+
 # How long a stopping node may spend stopping its executions and telling
 # their requesters, before it stops regardless.
 DRAIN_TIMEOUT = 10.0
@@ -100,12 +102,16 @@ def job_limit_options(command):
 @click.option("--allow-listed-local-paths", "local_paths", multiple=True,
               type=click.Path(exists=True, path_type=Path),
               help="A host path jobs may mount read-only with -i file:///PATH:/TARGET (repeatable).")
+@click.option("--node-lost-after", type=Duration(), default="30s", show_default=True,
+              help="A node silent this long is lost and its running jobs are rescheduled; this node also "
+                   "announces itself at least 3 times per period (use the same value on every node).")
 @job_limit_options
 def serve(peers, swarm_port, swarm_host, ipfs_swarm_port, api_host, api_port, repo, node_type, ipfs_connect, labels,
           limit_total_cpu, limit_total_memory, limit_total_gpu, limit_job_cpu, limit_job_memory,
           job_selection_data_locality, bad_actor, engines, exit_on_stdin_eof, api_keys, api_insecure, operators,
           node_approval, policy_file, local_paths,
-          default_job_memory, default_job_cpu, limit_job_disk, min_free_disk, retention):
+          default_job_memory, default_job_cpu, limit_job_disk, min_free_disk, retention,
+          node_lost_after):
     """Run a long-lived node: requester and/or compute, with its own IPFS node."""
     import trio
 
@@ -155,6 +161,7 @@ def serve(peers, swarm_port, swarm_host, ipfs_swarm_port, api_host, api_port, re
             min_free_disk=min_free_disk,
         ),
         retention=retention,
+        node_lost_after=node_lost_after,
     )
     configure_logging()
 

@@ -26,7 +26,7 @@ from bacalhau_py.compute.limits import JobLimits, bytes_written
 from bacalhau_py.concurrency import run_all
 from bacalhau_py.errors import BacalhauError, NotFound
 from bacalhau_py.executor.base import Executor, Mount, PreparedExecution, RunResult, live_log
-from bacalhau_py.models import Engine, ExecutionState, JobSpec
+from bacalhau_py.models import Engine, ExecutionState, JobSpec, advance_execution
 from bacalhau_py.models.spec import describe_size
 from bacalhau_py.models.messages import (
     Ack,
@@ -37,6 +37,7 @@ from bacalhau_py.models.messages import (
     ExecutionUpdate,
     Reveal,
     ResultProposal,
+    ResultVerdict,
 )
 from bacalhau_py.publisher.base import Publisher
 from bacalhau_py.results import LOG_STREAMS, commitment, content_hash, encode_log_frame, write_exit_code
@@ -46,6 +47,8 @@ from bacalhau_py.verifier import VERIFIERS
 from bacalhau_py import tarstream
 
 log = logging.getLogger("bacalhau_py.compute")
+
+E = ExecutionState
 
 # A bid holds capacity until the requester decides; a requester that never
 # answers must not hold it forever.
@@ -62,12 +65,16 @@ DEFAULT_RETENTION_SECONDS = 7 * 24 * 3600.0
 
 @dataclass
 class _Execution:
+    """One execution on this node, from its bid until it ends (then it leaves memory)."""
+
     requester_id: str
     job_id: str
     spec: JobSpec
     bid_deadline: float
-    scope: trio.CancelScope | None = None
-    result_dir: Path | None = None
+    state: ExecutionState = E.ASKED_FOR_BID
+    """Changed only by `advance`, through the one transition table."""
+    scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+    """Cancels its `_run` task (which then ends it as Cancelled)."""
     result_hash: str | None = None
     salt: str | None = None
     proposal: ResultProposal | None = None
@@ -75,15 +82,13 @@ class _Execution:
     stop_reason: str | None = None
     """Set when this node stops the execution itself (shutting down): reported to the requester."""
     done: trio.Event = field(default_factory=trio.Event)
-    """Set when its `_run` task has ended (container removed), or when it is dropped unrun."""
+    """Set when its `_run` task has ended (container removed), or when it ends unrun."""
     client_id: str = ""
     image_id: str | None = None
     """docker: the image that runs, as checked against the admission policy."""
-    disposable: bool = False
-    """Its folder is no longer needed (results in IPFS, or none)."""
-    log_readers: int = 0
-    """`logs -f` streams reading its folder: it stays until they end."""
-    finished_at: float | None = None
+
+    def advance(self, state: ExecutionState) -> None:
+        self.state = advance_execution(self.state, state)
 
 
 class ComputeService:
@@ -112,6 +117,12 @@ class ComputeService:
         self.limits = limits
         self.retention = retention
         self._executions: dict[str, _Execution] = {}
+        """Unfinished executions only: an execution leaves when it ends (`_end`)."""
+        self._local_results: dict[str, tuple[str, Path, float]] = {}
+        """Execution ID -> (requester ID, result folder, end time) of ended executions whose
+        results the local publisher serves from this node (until the retention)."""
+        self._log_readers: dict[str, int] = {}
+        """Execution ID -> how many `logs -f` streams read its folder: it stays until they end."""
         self._nursery: trio.Nursery | None = None
         self._stopping: str | None = None
 
@@ -159,50 +170,66 @@ class ComputeService:
 
     async def on_bid_decision(self, sender: str, message: BidDecision) -> Ack:
         execution = self._own(sender, message.execution_id)
+        if execution.state is not E.ASKED_FOR_BID:
+            # A repeated acceptance (the requester retried): already under way.
+            if message.accepted:
+                return Ack()
+            return Ack(ok=False, message=f"execution {message.execution_id} is already {execution.state.value}")
         if not message.accepted:
-            self._forget(message.execution_id)
+            self._end(message.execution_id, E.BID_REJECTED)
             return Ack()
         if self._stopping is not None:
-            self._forget(message.execution_id)
+            self._end(message.execution_id, E.CANCELLED)
             return Ack(ok=False, message=self._stopping)
-        if execution.scope is None:
-            execution.scope = trio.CancelScope()
-            assert self._nursery is not None
-            self._nursery.start_soon(self._run, message.execution_id, execution)
+        execution.advance(E.BID_ACCEPTED)
+        assert self._nursery is not None
+        self._nursery.start_soon(self._run, message.execution_id, execution)
         return Ack()
 
     async def on_cancel(self, sender: str, message: CancelExecution) -> Ack:
         execution = self._executions.get(message.execution_id)
         if execution is None or execution.requester_id != sender:
             return Ack(ok=False, message=f"no execution {message.execution_id} here")
-        if execution.scope is not None:
-            execution.scope.cancel()
+        if execution.state.active:
+            execution.scope.cancel()  # its `_run` task ends it
         else:
-            self._forget(message.execution_id)
+            if message.reason:
+                log.info("execution %s stopped by its requester: %s", message.execution_id, message.reason)
+            self._end(message.execution_id, E.CANCELLED)
+        return Ack()
+
+    async def on_result_verdict(self, sender: str, message: ResultVerdict) -> Ack:
+        execution = self._own(sender, message.execution_id)
+        if execution.state is not E.RESULT_PROPOSED:
+            return Ack(ok=False, message=f"execution {message.execution_id} proposed no result")
+        self._end(message.execution_id, E.RESULT_ACCEPTED if message.accepted else E.RESULT_REJECTED)
         return Ack()
 
     async def on_status_request(self, sender: str, execution_id: str) -> ResultProposal | ExecutionUpdate | Ack:
         execution = self._executions.get(execution_id)
         if execution is None or execution.requester_id != sender:
             return Ack(ok=False, message=f"this node does not know execution {execution_id}")
-        if execution.proposal is not None:
+        if execution.state is E.RESULT_PROPOSED:
             return execution.proposal
-        if execution.scope is not None and not execution.done.is_set():
-            return ExecutionUpdate(job_id=execution.job_id, execution_id=execution_id, state=ExecutionState.RUNNING)
-        return Ack(ok=False, message=f"execution {execution_id} did not finish on this node")
+        if execution.state.active:
+            return ExecutionUpdate(job_id=execution.job_id, execution_id=execution_id, state=E.RUNNING)
+        return Ack(ok=False, message=f"execution {execution_id} has not started on this node")
 
     async def on_reveal_request(self, sender: str, execution_id: str) -> Reveal | Ack:
         execution = self._own(sender, execution_id)
-        if execution.result_hash is None or execution.salt is None:
+        if execution.state is not E.RESULT_PROPOSED or execution.result_hash is None or execution.salt is None:
             return Ack(ok=False, message=f"execution {execution_id} has no result yet")
         return Reveal(execution_id=execution_id, result_hash=execution.result_hash, salt=execution.salt)
 
     async def result_stream(self, sender: str, execution_id: str) -> AsyncIterator[bytes]:
         """The result folder as a tar stream (for the local publisher)."""
-        execution = self._own(sender, execution_id)
-        if execution.result_dir is None or execution.disposable:
+        requester_id, result_dir, _ = self._local_results.get(execution_id, (None, None, None))
+        execution = self._executions.get(execution_id)
+        if execution is not None and execution.state is E.RESULT_PROPOSED:
+            requester_id, result_dir = execution.requester_id, self._result_dir(execution_id)
+        if result_dir is None or requester_id != sender:
             raise NotFound(f"execution {execution_id} has no result on this node")
-        async for chunk in tarstream.stream_folder(execution.result_dir):
+        async for chunk in tarstream.stream_folder(result_dir):
             yield chunk
 
     async def log_stream(self, sender: str, execution_id: str) -> AsyncIterator[bytes]:
@@ -213,17 +240,19 @@ class ComputeService:
         file, so one offset per stream carries across that switch.
         """
         execution = self._own(sender, execution_id)
-        execution.log_readers += 1
+        self._log_readers[execution_id] = self._log_readers.get(execution_id, 0) + 1
         try:
             async for frame in self._log_frames(execution_id, execution):
                 yield frame
         finally:
-            execution.log_readers -= 1
+            readers = self._log_readers.pop(execution_id) - 1
+            if readers:
+                self._log_readers[execution_id] = readers
             with trio.CancelScope(shield=True):
-                await self._dispose(execution_id, execution)
+                await self._dispose(execution_id)
 
     async def _log_frames(self, execution_id: str, execution: _Execution) -> AsyncIterator[bytes]:
-        result_dir = self.work_dir / "executions" / execution_id / "result"
+        result_dir = self._result_dir(execution_id)
         offsets = dict.fromkeys(LOG_STREAMS, 0)
         while True:
             finished = execution.done.is_set()
@@ -252,7 +281,7 @@ class ComputeService:
         self._stopping = reason
         stopped = []
         for execution in list(self._executions.values()):
-            if execution.scope is not None and not execution.done.is_set():
+            if execution.state.active:
                 execution.stop_reason = reason
                 execution.scope.cancel()
                 stopped.append(execution.done)
@@ -267,28 +296,43 @@ class ComputeService:
         finally:
             execution.done.set()
             with trio.CancelScope(shield=True):
-                await self._dispose(execution_id, execution)
+                await self._dispose(execution_id)
 
-    async def _dispose(self, execution_id: str, execution: _Execution) -> None:
-        """Remove the execution's folder once it is over, disposable and nobody follows its logs."""
-        if execution.done.is_set() and execution.disposable and execution.log_readers == 0:
+    async def _dispose(self, execution_id: str) -> None:
+        """Remove the execution's folder once nothing needs it any more."""
+        if not self._folder_needed(execution_id):
             await trio.to_thread.run_sync(shutil.rmtree, self.work_dir / "executions" / execution_id, True)
+
+    def _folder_needed(self, execution_id: str) -> bool:
+        """While it runs, while `logs -f` reads it, and while it holds a result the local publisher serves.
+
+        Results published to IPFS (and failed runs' logs) live there: their folder is not needed.
+        """
+        if self._log_readers.get(execution_id) or execution_id in self._local_results:
+            return True
+        execution = self._executions.get(execution_id)
+        if execution is None:
+            return False
+        return not execution.done.is_set() or (
+            execution.state is E.RESULT_PROPOSED and execution.spec.publisher == "local"
+        )
 
     async def _run_once(self, execution_id: str, execution: _Execution) -> None:
         spec = execution.spec
         folder = self.work_dir / "executions" / execution_id
-        result_dir = folder / "result"
+        result_dir = self._result_dir(execution_id)
         proposal = None
         failure = None
         logs_cid = None
-        assert execution.scope is not None and self._nursery is not None
+        assert self._nursery is not None
+        execution.advance(E.RUNNING)
         # Off the critical path: inputs are fetched while the requester hears
         # that the run started; every later report waits for this one first.
         running_reported = trio.Event()
 
         async def report_running() -> None:
             try:
-                await self._update(execution_id, execution, ExecutionState.RUNNING)
+                await self._update(execution_id, execution, E.RUNNING)
             finally:
                 running_reported.set()
 
@@ -304,7 +348,6 @@ class ComputeService:
                 if self.bad_actor:
                     _falsify(result_dir)
                 cid = await self.publishers[spec.publisher].publish(execution_id, result_dir)
-                execution.result_dir = result_dir
                 if VERIFIERS.load(spec.verifier).needs_result_hashes:
                     execution.result_hash = await trio.to_thread.run_sync(content_hash, result_dir)
                     execution.salt = secrets.token_hex(16)
@@ -330,28 +373,29 @@ class ComputeService:
                 await trio.to_thread.run_sync(shutil.rmtree, folder / "inputs", True)
             if failure is not None:
                 logs_cid = await self._publish_logs(execution_id, folder)
-        # Published to IPFS (or failed): the folder goes once no `logs -f`
-        # reads it. The local publisher serves it from here until --retention.
-        execution.disposable = proposal is None or spec.publisher != "local"
-        execution.finished_at = trio.current_time()
         with trio.CancelScope(shield=True):
             await running_reported.wait()
         if execution.scope.cancelled_caught:
             log.info("execution %s cancelled%s", execution_id, f": {execution.stop_reason}" if execution.stop_reason else "")
+            self._end(execution_id, E.CANCELLED)
             if execution.stop_reason is not None:
                 # Briefly: a requester that is stopping too will not answer.
                 await self._update(
-                    execution_id, execution, ExecutionState.FAILED, execution.stop_reason, timeout=STOP_REPORT_TIMEOUT
+                    execution_id, execution, E.FAILED, execution.stop_reason, timeout=STOP_REPORT_TIMEOUT
                 )
-            self._forget(execution_id)
             return
         if failure is not None:
             log.info("execution %s failed: %s", execution_id, failure)
-            await self._update(execution_id, execution, ExecutionState.FAILED, failure, logs_cid=logs_cid)
-            self._forget(execution_id)
+            self._end(execution_id, E.FAILED)
+            await self._update(execution_id, execution, E.FAILED, failure, logs_cid=logs_cid)
             return
         execution.proposal = proposal
-        await self._send(execution, proposal)
+        execution.advance(E.RESULT_PROPOSED)
+        reply = await self._send(execution, proposal)
+        if isinstance(reply, Ack) and not reply.ok and execution.state is E.RESULT_PROPOSED:
+            # The requester gave this execution up (e.g. it took this node for lost).
+            log.info("execution %s: result refused by the requester: %s", execution_id, reply.message)
+            self._end(execution_id, E.RESULT_REJECTED)
 
     async def _prepare(
         self, execution_id: str, execution: _Execution, folder: Path, result_dir: Path
@@ -489,12 +533,14 @@ class ComputeService:
         )
         await self._send(execution, update, timeout=timeout)
 
-    async def _send(self, execution: _Execution, message, *, timeout: float = 10.0) -> None:
+    async def _send(self, execution: _Execution, message, *, timeout: float = 10.0):
+        """The requester's reply, or None if it could not be reached."""
         try:
-            await self.transport.request(execution.requester_id, message, timeout=timeout)
+            return await self.transport.request(execution.requester_id, message, timeout=timeout)
         except BacalhauError as error:
             # The requester's job timeout fails the job if it never hears back.
             log.warning("could not tell requester %s: %s", execution.requester_id, error)
+            return None
 
     # -- bookkeeping ----------------------------------------------------------
 
@@ -504,33 +550,46 @@ class ComputeService:
             raise NotFound(f"no execution {execution_id} for requester {sender} on this node")
         return execution
 
-    def _forget(self, execution_id: str) -> None:
+    def _result_dir(self, execution_id: str) -> Path:
+        return self.work_dir / "executions" / execution_id / "result"
+
+    def _end(self, execution_id: str, state: ExecutionState) -> None:
+        """Move the execution to a terminal `state`: it releases its capacity and leaves memory."""
+        execution = self._executions.pop(execution_id)
+        ran = execution.state is not E.ASKED_FOR_BID
+        execution.advance(state)
+        assert state.terminal, f"_end needs a terminal state, not {state.value}"
         self.capacity.release(execution_id)
-        execution = self._executions.get(execution_id)
-        # Keep finished executions with results: the requester may still ask
-        # for their reveal or (local publisher) their result folder.
-        if execution is None or execution.result_dir is None:
-            self._executions.pop(execution_id, None)
-        if execution is not None and execution.scope is None:
-            execution.done.set()  # dropped before it ran: nobody may wait on it
+        if state in (E.RESULT_ACCEPTED, E.RESULT_REJECTED) and execution.spec.publisher == "local":
+            # The requester fetches this result from here when a user asks for it
+            # (a rejected one too: `get` shows every execution's own results).
+            self._local_results[execution_id] = (
+                execution.requester_id, self._result_dir(execution_id), trio.current_time()
+            )
+        if not ran:
+            execution.done.set()  # ended before it ran: nobody may wait on it
 
     async def _expire_local_results(self) -> None:
-        """Local-publisher results older than the retention: their folders go, and the executions with them."""
-        now = trio.current_time()
-        for execution_id, execution in list(self._executions.items()):
-            if execution.finished_at is not None and execution.finished_at + self.retention < now:
-                self._executions.pop(execution_id, None)
-                execution.disposable = True
-                await self._dispose(execution_id, execution)
+        """Local-publisher results older than the retention: their folders go."""
+        cutoff = trio.current_time() - self.retention
+        for execution_id, (_, _, ended_at) in list(self._local_results.items()):
+            if ended_at < cutoff:
+                del self._local_results[execution_id]
+                await self._dispose(execution_id)
 
     def _release_stale_bids(self) -> None:
         now = trio.current_time()
         for execution_id, execution in list(self._executions.items()):
-            if execution.scope is None and execution.bid_deadline < now:
-                self._forget(execution_id)
+            if execution.state is E.ASKED_FOR_BID and execution.bid_deadline < now:
+                self._end(execution_id, E.CANCELLED)
 
     def running(self) -> int:
-        return sum(1 for e in self._executions.values() if e.scope is not None and e.result_dir is None)
+        return sum(1 for e in self._executions.values() if e.state.active)
+
+    def state_of(self, execution_id: str) -> ExecutionState | None:
+        """The state of an unfinished execution here; None once it ended (or was never here)."""
+        execution = self._executions.get(execution_id)
+        return execution.state if execution is not None else None
 
 
 # Inputs are fetched at different times on different nodes; a program that

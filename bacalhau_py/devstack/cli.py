@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from bacalhau_py.cli.serve import job_limit_options
+from bacalhau_py.cli.flags import Duration
 
 
 @click.command()
@@ -22,8 +23,11 @@ from bacalhau_py.cli.serve import job_limit_options
 @click.option("--policy", "policy_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Admission policy (YAML) for every node (see serve --policy).")
 @job_limit_options
+@click.option("--node-lost-after", type=Duration(), default="30s", show_default=True,
+              help="Each node's `serve --node-lost-after`.")
 def devstack(nodes, bad_compute_actors, repo_dir, env_file, policy_file,
-             default_job_memory, default_job_cpu, limit_job_disk, min_free_disk, retention):
+             default_job_memory, default_job_cpu, limit_job_disk, min_free_disk, retention,
+             node_lost_after):
     """Run NODES local nodes, each its own process with its own IPFS, until Ctrl-C."""
     import trio
 
@@ -59,7 +63,8 @@ def devstack(nodes, bad_compute_actors, repo_dir, env_file, policy_file,
                     break
 
     async def run_stack() -> None:
-        async with start(repo_dir, nodes, bad_actors=bad_compute_actors, node_args=[[*limits, *policy]] * nodes) as stack:
+        every_node = [*limits, *policy, "--node-lost-after", f"{node_lost_after:g}"]
+        async with start(repo_dir, nodes, bad_actors=bad_compute_actors, node_args=[every_node] * nodes) as stack:
             exports = env_exports(stack[0])
             if env_file:
                 env_file.write_text(exports)

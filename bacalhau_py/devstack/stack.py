@@ -347,3 +347,17 @@ async def _known_peers(client: httpclient.AsyncClient, node: DevNode) -> tuple[s
         return set(), str(error)
     except (ValueError, KeyError, TypeError):
         return set(), "its API answered something else than a node list"
+
+
+async def kill(node: DevNode) -> None:
+    """SIGKILL one node, as a crash would: no drain, its containers left running; the others go on.
+
+    The devstack reports it, as it would any node that dies.
+    """
+    node.process.kill()
+    await node.process.wait()
+
+
+async def start_again(node: DevNode, network: list[DevNode] | None = None) -> DevNode:
+    """Start a node that died (`kill`) again on the same repo, flags and peers: `restart` does just that."""
+    return await restart(node, network)

@@ -53,6 +53,8 @@ class NodeInfo(_Message):
     """The most bytes one job may write to its outputs."""
     min_free_disk: int = 0
     """Below this much free disk the node makes no bids."""
+    boot_id: str = ""
+    """New at each start of the node's process: a change means it restarted (and forgot what it ran)."""
 
 
 class NodeInfoRequest(_Message):
@@ -155,6 +157,20 @@ class CancelExecution(_Message):
     reason: str = ""
 
 
+class ResultVerdict(_Message):
+    """Requester -> compute: the verifier accepted or rejected the execution's result.
+
+    The compute node then forgets the execution (a local publisher's result
+    folder stays fetchable).
+    """
+
+    kind: Literal["result_verdict"] = "result_verdict"
+    job_id: str
+    execution_id: str
+    accepted: bool
+    reason: str = ""
+
+
 class FetchResult(_Message):
     """Requester -> compute: send the execution's result folder (local publisher)."""
 
@@ -198,6 +214,7 @@ Message = Annotated[
         FetchResult,
         FollowLogs,
         ExecutionStatusRequest,
+        ResultVerdict,
     ],
     Field(discriminator="kind"),
 ]

@@ -24,6 +24,8 @@ from pydantic import (
 from bacalhau_py.models.image import parse_image
 
 DEFAULT_TIMEOUT_SECONDS = 1800.0
+# Reschedules after lost nodes (CLI.md: `--retries`, default 2).
+DEFAULT_RETRIES = 2
 DEFAULT_OUTPUT = "outputs"
 DEFAULT_OUTPUT_PATH = "/outputs"
 MAX_INLINE_BYTES = 1 << 20
@@ -299,6 +301,8 @@ class JobSpec(Frozen):
     publisher: str = "ipfs"
     labels: list[str] = []
     selector: dict[str, str] = {}
+    retries: Annotated[int, Field(ge=0, le=100)] = DEFAULT_RETRIES
+    """How many times the job is rescheduled when a node running it is lost (never when its program fails)."""
 
     @field_validator("outputs")
     @classmethod

@@ -3,6 +3,12 @@
 Every state change in the project goes through `advance_job` or
 `advance_execution`; anything the tables do not list is a bug and raises
 `IllegalTransition`.
+
+The requester and the compute node each keep an execution's state through
+the same table. On the compute side: AskedForBid (bid held) -> BidAccepted ->
+Running -> ResultProposed -> ResultAccepted/ResultRejected (the requester's
+verdict, or its refusal of the proposal); Failed and Cancelled from anywhere
+unfinished. `Lost` is the requester's: the execution's node went silent.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ class ExecutionState(str, Enum):
     RESULT_REJECTED = "ResultRejected"
     FAILED = "Failed"
     CANCELLED = "Cancelled"
+    LOST = "Lost"
 
     @property
     def terminal(self) -> bool:
@@ -57,14 +64,15 @@ JOB_TRANSITIONS: dict[JobState, frozenset[JobState]] = {
 
 EXECUTION_TRANSITIONS: dict[ExecutionState, frozenset[ExecutionState]] = {
     E.ASKED_FOR_BID: frozenset({E.BID_ACCEPTED, E.BID_REJECTED, E.FAILED, E.CANCELLED}),
-    E.BID_ACCEPTED: frozenset({E.RUNNING, E.RESULT_PROPOSED, E.FAILED, E.CANCELLED}),
-    E.RUNNING: frozenset({E.RESULT_PROPOSED, E.FAILED, E.CANCELLED}),
+    E.BID_ACCEPTED: frozenset({E.RUNNING, E.RESULT_PROPOSED, E.FAILED, E.CANCELLED, E.LOST}),
+    E.RUNNING: frozenset({E.RESULT_PROPOSED, E.FAILED, E.CANCELLED, E.LOST}),
     E.RESULT_PROPOSED: frozenset({E.RESULT_ACCEPTED, E.RESULT_REJECTED, E.FAILED, E.CANCELLED}),
     E.BID_REJECTED: frozenset(),
     E.RESULT_ACCEPTED: frozenset(),
     E.RESULT_REJECTED: frozenset(),
     E.FAILED: frozenset(),
     E.CANCELLED: frozenset(),
+    E.LOST: frozenset(),
 }
 
 _TERMINAL_JOB = frozenset(s for s, nxt in JOB_TRANSITIONS.items() if not nxt)

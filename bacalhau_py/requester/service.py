@@ -3,6 +3,10 @@
 One task per job (`_drive`) lives in the service's nursery: bid, wait for
 results, reveal, verify. Compute nodes report through direct messages, which
 update the job store; `_drive` waits on the store's change events.
+
+A compute node that stops announcing itself is lost (`NodeDirectory`): its
+running executions become Lost, and `_drive` bids for a replacement of each,
+within the job's retry budget (`JobSpec.retries`).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from bacalhau_py.directory import NodeDirectory
 from bacalhau_py.errors import BacalhauError, InvalidMessage, NotFound
 from bacalhau_py.jobstore import JobStore
 from bacalhau_py.jobstore.sqlite import ExecutionChange, JobChange, NewExecution
-from bacalhau_py.models import ExecutionState, Job, JobSpec, JobState
+from bacalhau_py.models import Execution, ExecutionState, Job, JobSpec, JobState
 from bacalhau_py.models.messages import (
     Ack,
     AskBid,
@@ -34,6 +38,7 @@ from bacalhau_py.models.messages import (
     Reveal,
     ResultProposal,
     RevealRequest,
+    ResultVerdict,
 )
 from bacalhau_py.models.signature import SignedRequest
 from bacalhau_py.requester.results import ResultFetcher
@@ -51,6 +56,10 @@ QUEUE_RETRY_FIRST = 0.25
 QUEUE_RETRY_MAX = 2.0
 # Nodes asked for a bid beyond the ones needed, in the first round.
 SPARE_BIDDERS = 1
+# How often node liveness is checked, at most (a fraction of the lost-after period).
+LIVENESS_CHECK_SECONDS = 1.0
+# How long a verdict or a give-up notice may take to reach a compute node (best effort).
+NOTICE_TIMEOUT = 5.0
 
 
 @dataclass(frozen=True)
@@ -81,13 +90,15 @@ class RequesterService:
         self._stopping: str | None = None
         self._to_resume: list[tuple[str, bool]] = []
         """(job ID, reattach) left unfinished by a previous run of this node."""
+        self._given_up: dict[str, set[tuple[str, str]]] = {}
+        """Lost node -> (job ID, execution ID) it still runs, to stop when it is heard from again."""
 
     async def serve(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         self._to_resume = await self._recover_jobs()
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             task_status.started()
-            await trio.sleep_forever()
+            await self._watch_liveness()
 
     # -- client side ----------------------------------------------------------
 
@@ -193,6 +204,36 @@ class RequesterService:
                 return execution
         raise NotFound(f"execution {execution_id} of job {job_id} not found")
 
+    # -- node liveness ----------------------------------------------------------
+
+    async def _watch_liveness(self) -> None:
+        period = min(LIVENESS_CHECK_SECONDS, self.directory.lost_after / 3)
+        while True:
+            await trio.sleep(period)
+            lost, back = self.directory.liveness_changes()
+            for peer_id, why in lost:
+                await self._node_lost(peer_id, why)
+            for peer_id in back:
+                self._nursery.start_soon(self._node_back, peer_id)
+
+    async def _node_lost(self, peer_id: str, why: str) -> None:
+        """Mark the node's running executions Lost; each job's `_drive` reschedules them."""
+        reason = f"node {_short(peer_id)} lost: {why}"
+        log.warning("%s", reason)
+        for job in await self.store.unfinished():
+            for execution in job.executions:
+                if execution.node_id == peer_id and execution.state.active:
+                    await self.store.set_execution_state(job.id, execution.id, E.LOST, reason)
+                    self._given_up.setdefault(peer_id, set()).add((job.id, execution.id))
+
+    async def _node_back(self, peer_id: str) -> None:
+        """A lost node is heard from again: it stops what it runs for us (its results would be refused)."""
+        given_up = self._given_up.pop(peer_id, set())
+        log.info("node %s is back; telling it %d execution(s) were given up", peer_id, len(given_up))
+        for job_id, execution_id in sorted(given_up):
+            reason = "given up: the requester took this node for lost"
+            await self._notify(peer_id, CancelExecution(job_id=job_id, execution_id=execution_id, reason=reason))
+
     # -- one job's life -------------------------------------------------------
 
     async def _drive(self, job_id: str, scope: trio.CancelScope, *, reattach: bool = False) -> None:
@@ -200,9 +241,13 @@ class RequesterService:
         deadline = self.timeouts.bid + job.spec.timeout + self.timeouts.grace
         try:
             with scope:
-                with trio.fail_after(deadline):
+                with trio.fail_after(deadline) as limit:
                     if await (self._reattach(job) if reattach else self._bid(job)):
-                        await self._await_results(job_id)
+                        while lost := _unreplaced_lost(await self._await_results(job_id)):
+                            # A new run gets the whole time a job has.
+                            limit.deadline = trio.current_time() + deadline
+                            if not await self._reschedule(job_id, lost):
+                                return
                         await self._verify(job_id)
         except trio.TooSlowError:
             await self._fail(job_id, f"timed out: no result within {deadline:g}s")
@@ -222,15 +267,39 @@ class RequesterService:
         with trio.CancelScope(shield=True):
             await self._stop_executions(job, message)
 
-    async def _bid(self, job: Job) -> bool:
-        """Find `concurrency` compute nodes by bidding (a sample first, then all). False if the job failed."""
+    async def _reschedule(self, job_id: str, lost: Execution) -> bool:
+        """Bid for a node to replace the lost execution, within the retry budget. False if the job failed."""
+        job = await self.store.get(job_id)
+        budget = job.spec.retries
+        spent = sum(1 for e in job.executions if e.state is E.LOST)
+        why = f"node {_short(lost.node_id)} lost"
+        if spent > budget:
+            await self._fail(job_id, f"{why}; no retry left (the job allows {budget})")
+            return False
+        await self.store.note(job_id, f"rescheduled: {why} (retry {spent} of {budget})")
+        # Distinct nodes: a job that runs on several must not run twice on one.
+        busy = frozenset(e.node_id for e in job.executions if not e.state.terminal)
+        return await self._bid(job, needed=1, exclude=busy, because=f"{why}, and ")
+
+    async def _bid(
+        self, job: Job, *, needed: int | None = None, exclude: frozenset[str] = frozenset(), because: str = ""
+    ) -> bool:
+        """Find `needed` compute nodes by bidding (a sample first, then all). False if the job failed.
+
+        By default the job's own `concurrency` nodes; when rescheduling, one
+        node not in `exclude`, and a failure message starting with `because`.
+        """
         spec = job.spec
-        candidates = [info.peer_id for info in self.directory.compute_nodes()]
-        needed = max(spec.deal.concurrency, spec.deal.min_bids)
+        candidates = [info.peer_id for info in self.directory.compute_nodes() if info.peer_id not in exclude]
+        accepting = spec.deal.concurrency if needed is None else needed
+        needed = max(spec.deal.concurrency, spec.deal.min_bids) if needed is None else needed
         if len(candidates) < needed:
             unapproved = self.directory.awaiting_approval()
             note = f" ({len(unapproved)} more not approved: 'bacalhau node approve PEER_ID')" if unapproved else ""
-            await self._fail(job.id, f"the network has {len(candidates)} compute node(s){note}; the job needs {needed}")
+            if because:
+                await self._fail(job.id, f"{because}no other compute node can take the job{note}")
+            else:
+                await self._fail(job.id, f"the network has {len(candidates)} compute node(s){note}; the job needs {needed}")
             return False
         # Best effort and off the critical path: gossip may pace a burst.
         self._nursery.start_soon(self._announce, job.id)
@@ -259,7 +328,7 @@ class RequesterService:
                     continue
                 why = "; ".join(refusals) or f"no reply within {self.timeouts.bid:g}s"
                 got = f"{len(bids)} of {needed} needed bids" if bids else "no node bid for the job"
-                await self._fail(job.id, f"{got}: {why}")
+                await self._fail(job.id, f"{because}{got}: {why}")
                 return False
             except BaseException:
                 with trio.CancelScope(shield=True), trio.move_on_after(5):
@@ -267,11 +336,13 @@ class RequesterService:
                 raise
 
         try:
-            accepted, extra = bids[: spec.deal.concurrency], bids[spec.deal.concurrency :]
+            accepted, extra = bids[:accepting], bids[accepting:]
             changes = []
             for peer_id, execution_id in accepted:
                 changes += [NewExecution(execution_id, peer_id), ExecutionChange(execution_id, E.BID_ACCEPTED)]
-            await self.store.apply(job.id, *changes, JobChange(JobState.RUNNING))
+            if job.state is JobState.PENDING:
+                changes.append(JobChange(JobState.RUNNING))
+            await self.store.apply(job.id, *changes)
         except BaseException:
             # Cancelled (by the user, or the node stopping) before any execution
             # started: every bidder holds capacity for this job; release it.
@@ -311,7 +382,10 @@ class RequesterService:
                     execution.node_id, ExecutionStatusRequest(execution_id=execution.id)
                 )
             except BacalhauError as error:
-                reply = Ack(ok=False, message=f"its node did not answer after the restart: {error.message}")
+                # Its node is gone (as good as lost): the job is rescheduled.
+                reason = f"node {_short(execution.node_id)} lost: it did not answer after the restart: {error.message}"
+                await self.store.set_execution_state(job.id, execution.id, E.LOST, reason)
+                return
             match reply:
                 case ResultProposal():
                     await self.on_result_proposal(execution.node_id, reply)
@@ -408,12 +482,13 @@ class RequesterService:
             for peer_id, execution_id in bids:
                 nursery.start_soon(reject, peer_id, execution_id)
 
-    async def _await_results(self, job_id: str) -> None:
+    async def _await_results(self, job_id: str) -> Job:
+        """The job once every execution proposed a result or ended, or one needs replacing (lost)."""
         while True:
             changed = self.store.changed(job_id)
             job = await self.store.get(job_id)
-            if all(e.state.terminal or e.state is E.RESULT_PROPOSED for e in job.executions):
-                return
+            if _unreplaced_lost(job) or all(e.state.terminal or e.state is E.RESULT_PROPOSED for e in job.executions):
+                return job
             await changed.wait()
 
     async def _verify(self, job_id: str) -> None:
@@ -462,7 +537,21 @@ class RequesterService:
             await self.store.apply(job_id, *changes, JobChange(JobState.COMPLETED))
         else:
             await self.store.apply(job_id, *changes)
+        # Off the critical path: the compute nodes may forget these executions.
+        for execution in proposed:
+            verdict_message = ResultVerdict(
+                job_id=job_id, execution_id=execution.id, accepted=execution.id in verdict.accepted
+            )
+            self._nursery.start_soon(self._notify, execution.node_id, verdict_message)
+        if not verdict.accepted:
             await self._fail(job_id, verdict.message or "no result was accepted by the verifier")
+
+    async def _notify(self, peer_id: str, message) -> None:
+        """Best effort: a node that misses it only keeps an execution longer."""
+        try:
+            await self.transport.request(peer_id, message, timeout=NOTICE_TIMEOUT)
+        except BacalhauError as error:
+            log.info("could not send %s to %s: %s", message.kind, peer_id, error)
 
     async def _reveal(self, execution) -> str:
         """Ask the node for the hash it committed to; check it against the commitment."""
@@ -479,7 +568,8 @@ class RequesterService:
         """Tell compute nodes to stop, and close every unfinished execution record."""
 
         async def stop(execution) -> None:
-            if execution.state.active:
+            # A node that proposed a result still keeps it for us: it may forget it.
+            if execution.state.active or execution.state is E.RESULT_PROPOSED:
                 try:
                     await self.transport.request(
                         execution.node_id,
@@ -506,6 +596,17 @@ class RequesterService:
         failed the running jobs; this is for a node that died.
         """
         return [(job.id, not job.waiting_to_start()) for job in await self.store.unfinished()]
+
+
+def _unreplaced_lost(job: Job) -> Execution | None:
+    """The first lost execution with no replacement yet, if any.
+
+    A job starts with `concurrency` executions and each replacement adds one,
+    so the lost ones beyond the replacements made still need one.
+    """
+    lost = [e for e in job.executions if e.state is E.LOST]
+    replaced = len(job.executions) - job.spec.deal.concurrency
+    return lost[replaced] if len(lost) > replaced else None
 
 
 def _close_bidding(receive: trio.MemoryReceiveChannel) -> list[tuple[str, str]]:

@@ -6,6 +6,10 @@ submits the job, waits for it, downloads the results with the real
 `bacalhau get` (which checks them against their CIDs) and compares.
 Spec strings may use `{cid0}`, `{cid1}`, ... for the CIDs of the inputs in
 order, and `{module}` for the wasm program's CID.
+
+Job checkers (`job_state`, `message_contains`, `history_contains`,
+`execution_states`) say what the job's describe output must show, as
+Bacalhau's scenarios do; `check_job` asserts them all.
 """
 
 from __future__ import annotations
@@ -52,7 +56,52 @@ class Scenario:
     verdicts: tuple[int, int] | None = None
     """(accepted, rejected) executions after verification."""
     check: Callable[[Path, dict[str, Any]], None] | None = None
-    """Anything else: called with the results folder and the describe output."""
+    """Anything else: called with the results folder and the describe output; it asserts."""
+    job_checkers: tuple["JobChecker", ...] = ()
+    """What the job's describe output must show (state, message, history)."""
+
+
+JobChecker = Callable[[dict[str, Any]], None]
+"""Asserts something about a job's describe output (JSON)."""
+
+
+def job_state(expected: str) -> JobChecker:
+    def check(job: dict[str, Any]) -> None:
+        assert job["state"] == expected, f"job is {job['state']}, expected {expected}: {job.get('message')}"
+
+    return check
+
+
+def message_contains(text: str) -> JobChecker:
+    def check(job: dict[str, Any]) -> None:
+        assert text in job["message"], f"job message {job['message']!r} does not say {text!r}"
+
+    return check
+
+
+def history_contains(text: str) -> JobChecker:
+    """Some event of the job's history (describe's `events`) says `text`."""
+
+    def check(job: dict[str, Any]) -> None:
+        messages = [event["message"] for event in job["events"]]
+        assert any(text in message for message in messages), f"no event says {text!r}: {messages}"
+
+    return check
+
+
+def execution_states(*expected: str) -> JobChecker:
+    """The job's executions, in order, are in these states."""
+
+    def check(job: dict[str, Any]) -> None:
+        got = tuple(execution["state"] for execution in job["executions"])
+        assert got == expected, f"executions are {got}, expected {expected}"
+
+    return check
+
+
+def check_job(job: dict[str, Any], checkers: tuple[JobChecker, ...] | list[JobChecker]) -> None:
+    for checker in checkers:
+        checker(job)
 
 
 def docker(command: list[str], **spec: Any) -> dict[str, Any]:
@@ -90,7 +139,7 @@ def run_scenario(
     client = APIClient(host, port)
     job = client.submit(spec)
     job = _wait_terminal(client, job["id"], timeout=spec.get("timeout", 120) + 60)
-    assert job["state"] == scenario.state, f"{scenario.name}: {job['state']}: {job.get('message')}"
+    check_job(job, (job_state(scenario.state), *scenario.job_checkers))
     if scenario.verdicts is not None:
         verdicts = [e["verification"] for e in job["executions"]]
         got = (verdicts.count("accepted"), verdicts.count("rejected"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from scenario import Scenario, Stack, docker, ipfs_input, run_scenario, wasm
+from scenario import Scenario, Stack, docker, execution_states, ipfs_input, message_contains, run_scenario, wasm
 
 TEXT = b"apple\nbanana\ncherry\napricot\n"
 CSV = b"name,a,b\nx,1,2\ny,10,20\n"
@@ -40,9 +40,9 @@ SCENARIOS = [
              docker(["wc", "-l", "/inputs/file.txt"], inputs=[ipfs_input(0, "/inputs/file.txt")]),
              inputs=(TEXT,), input_node=2, stdout="4 /inputs/file.txt\n"),
     Scenario("exit code is recorded, job still completes", docker(["sh", "-c", "echo oops >&2; exit 3"]),
-             exit_code=3, check=lambda results, job: (results / "stderr").read_text() == "oops\n"),
+             exit_code=3, outputs={"stderr": b"oops\n"}),
     Scenario("missing image fails the job", docker(["true"], task={"image": "no-such-image:1"}),
-             state="Failed"),
+             state="Failed", job_checkers=(message_contains("no-such-image"), execution_states("Failed"))),
     Scenario("URL input", docker(["cat", "/inputs/remote.txt"],
                                  inputs=[{"source": "url", "url": "{http}/remote.txt", "path": "/inputs"}]),
              stdout="served over http\n"),

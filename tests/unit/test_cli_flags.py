@@ -100,6 +100,12 @@ def test_defaults(capsys):
     assert spec["task"]["command"] == [] and spec["task"]["network"] == "none"
     assert spec["outputs"] == [{"name": "outputs", "path": "/outputs"}]
     assert (spec["verifier"], spec["publisher"], spec["deal"]["concurrency"]) == ("noop", "ipfs", 1)
+    assert spec["retries"] == 2
+
+
+def test_retries_after_lost_nodes(capsys):
+    assert dry_run(capsys, "run", "--retries", "0", "busybox")["retries"] == 0
+    assert dry_run(capsys, "wasm", "run", "--retries", "5", CID)["retries"] == 5
 
 
 def test_wasm_run_inlines_a_small_local_module(capsys, tmp_path):
@@ -148,6 +154,9 @@ BAD_INPUTS = [
     (["run", "--concurrency", "0", "ubuntu"], ["--concurrency"]),
     (["run", "--confidence", "2", "ubuntu"], ["--confidence", "concurrency"]),
     (["run", "--timeout", "soon", "ubuntu"], ["--timeout"]),
+    (["run", "--retries", "-1", "ubuntu"], ["--retries"]),
+    (["serve", "--node-lost-after", "soon"], ["--node-lost-after", "30s"]),
+    (["devstack", "--node-lost-after", "0s"], ["--node-lost-after", "positive duration"]),
     (["run", "-v", f"{CID}:/a", "-v", f"{CID}:/a", "ubuntu"], ["mounted at /a"]),
     (["run", "-w", "relative", "ubuntu"], ["-w/--workdir", "absolute"]),
     (["run", "bad image!"], ["IMAGE"]),

@@ -1,6 +1,6 @@
 import pytest
 
-from bacalhau_py.errors import IllegalTransition
+from bacalhau_py.errors import BacalhauError, IllegalTransition
 from bacalhau_py.models.states import (
     EXECUTION_TRANSITIONS,
     ExecutionState,
@@ -39,3 +39,18 @@ def test_every_non_terminal_execution_state_can_be_cancelled_or_failed():
     for state, following in EXECUTION_TRANSITIONS.items():
         if following:
             assert ExecutionState.CANCELLED in following and ExecutionState.FAILED in following
+
+
+def test_only_an_execution_under_way_can_be_lost():
+    assert ExecutionState.LOST.terminal
+    assert advance_execution(ExecutionState.RUNNING, ExecutionState.LOST) is ExecutionState.LOST
+    assert advance_execution(ExecutionState.BID_ACCEPTED, ExecutionState.LOST) is ExecutionState.LOST
+    for state in (ExecutionState.ASKED_FOR_BID, ExecutionState.RESULT_PROPOSED, ExecutionState.FAILED):
+        with pytest.raises(IllegalTransition):
+            advance_execution(state, ExecutionState.LOST)
+
+
+def test_an_illegal_transition_is_a_bug_not_a_user_error():
+    # No handler that turns BacalhauErrors into failed jobs or refusals may catch it.
+    assert not issubclass(IllegalTransition, BacalhauError)
+    assert issubclass(IllegalTransition, AssertionError)

@@ -1,0 +1,39 @@
+"""The directory's view of node liveness: silence and restarts, on trio's mock clock."""
+
+from __future__ import annotations
+
+from bacalhau_py.directory import NodeDirectory
+from bacalhau_py.models.messages import NodeInfo
+
+
+def info(peer_id: str, boot_id: str = "boot-1") -> NodeInfo:
+    return NodeInfo(peer_id=peer_id, node_types=["compute"], boot_id=boot_id)
+
+
+def directory() -> NodeDirectory:
+    return NodeDirectory(lambda: NodeInfo(peer_id="own", node_types=["requester"]), lost_after=3)
+
+
+async def test_a_silent_node_is_lost_once_and_back_when_heard_from_again(mock_clock):
+    nodes = directory()
+    nodes.update(info("a"))
+    mock_clock.jump(2)
+    assert nodes.liveness_changes() == ([], [])
+    mock_clock.jump(2)
+    assert nodes.liveness_changes() == ([("a", "silent for 3s")], [])
+    assert nodes.liveness_changes() == ([], []), "a loss is reported once"
+    assert [n.peer_id for n in nodes.all()] == ["own"]
+
+    nodes.update(info("a"))
+    assert nodes.liveness_changes() == ([], ["a"])
+    assert [n.peer_id for n in nodes.all()] == ["own", "a"]
+
+
+async def test_a_node_that_announces_a_new_boot_id_restarted_and_is_lost(mock_clock):
+    nodes = directory()
+    nodes.update(info("a"))
+    nodes.update(info("a"))
+    assert nodes.liveness_changes() == ([], [])
+    nodes.update(info("a", boot_id="boot-2"))
+    assert nodes.liveness_changes() == ([("a", "restarted")], [])
+    assert [n.peer_id for n in nodes.all()] == ["own", "a"], "it is alive: it may take work again"

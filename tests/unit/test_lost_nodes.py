@@ -1,0 +1,201 @@
+"""Lost compute nodes, over the in-memory transport: their work is rescheduled, within the job's retries.
+
+A node is alive while its NodeInfo keeps arriving (here: a heartbeat task per
+node); one that stops is lost after `LOST_AFTER` seconds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pytest
+import trio
+
+from bacalhau_py.directory import NodeDirectory
+from bacalhau_py.jobstore import JobStore
+from bacalhau_py.models import ExecutionState, JobSpec, JobState
+from bacalhau_py.models.messages import BidDecision, CancelExecution, ExecutionUpdate, NodeInfo, ResultProposal
+from bacalhau_py.requester.service import RequesterService, RequesterTimeouts
+from bacalhau_py.transport import MemoryNetwork, MemoryTransport
+
+from test_bidding import SPEC, FakeCompute, RequesterNode, wait_terminal
+
+E = ExecutionState
+LOST_AFTER = 0.5
+
+
+@dataclass
+class HangingCompute(FakeCompute):
+    """Reports Running, then proposes its result only once `release` is set (or never)."""
+
+    release: trio.Event = field(default_factory=trio.Event)
+    told_to_stop: trio.Event = field(default_factory=trio.Event)
+    proposal_reply: list = field(default_factory=list)
+    replied: trio.Event = field(default_factory=trio.Event)
+
+    async def on_request(self, sender, message):
+        if isinstance(message, CancelExecution):
+            self.told_to_stop.set()
+        return await super().on_request(sender, message)
+
+    async def _run(self, requester: str, decision: BidDecision) -> None:
+        await self.release.wait()
+        reply = await self.transport.request(
+            requester,
+            ResultProposal(job_id=decision.job_id, execution_id=decision.execution_id, exit_code=0,
+                           result_cid="bafy", publisher="ipfs", commitment=None),
+        )
+        self.proposal_reply.append(reply)
+        self.replied.set()
+
+
+@pytest.fixture
+async def network(nursery):
+    net = MemoryNetwork()
+    store = JobStore.open(None)
+    transport = MemoryTransport(net, "requester")
+    directory = NodeDirectory(lambda: NodeInfo(peer_id="requester", node_types=["requester"]), LOST_AFTER)
+    requester = RequesterService(
+        transport=transport, store=store, directory=directory, results=None,
+        timeouts=RequesterTimeouts(bid=1.0, grace=5.0),
+    )
+    await nursery.start(transport.serve, RequesterNode(requester))
+    await nursery.start(requester.serve)
+    beating: dict[str, trio.CancelScope] = {}
+    boots: dict[str, str] = {}
+
+    async def heartbeat(name: str, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        with trio.CancelScope() as scope:
+            beating[name] = scope
+            task_status.started()
+            while True:
+                directory.update(NodeInfo(peer_id=name, node_types=["compute"], boot_id=boots.get(name, "")))
+                await trio.sleep(LOST_AFTER / 5)
+
+    async def add_compute(name: str, kind=FakeCompute, **behaviour) -> FakeCompute:
+        compute_transport = MemoryTransport(net, name)
+        compute = kind(name, compute_transport, nursery=nursery, **behaviour)
+        await nursery.start(compute_transport.serve, compute)
+        await nursery.start(heartbeat, name)
+        return compute
+
+    def silence(name: str) -> None:
+        beating.pop(name).cancel()
+
+    async def revive(name: str) -> None:
+        await nursery.start(heartbeat, name)
+
+    def reboot(name: str) -> None:
+        """The node's process starts again: it goes on announcing itself, with a new boot ID."""
+        boots[name] = boots.get(name, "") + "+"
+
+    yield requester, store, add_compute, silence, revive, reboot
+    store.close()
+
+
+async def running_on(store: JobStore, job_id: str) -> str:
+    """The node of the job's first execution once the job runs."""
+    with trio.fail_after(5):
+        while True:
+            changed = store.changed(job_id)
+            job = await store.get(job_id)
+            if job.state is JobState.RUNNING:
+                return job.executions[0].node_id
+            await changed.wait()
+
+
+def history(job) -> list[str]:
+    return [event.message for event in job.events if event.message]
+
+
+async def test_a_lost_node_s_job_is_rescheduled_on_another_node_and_its_late_result_refused(network):
+    requester, store, add_compute, silence, revive, _ = network
+    hanging = await add_compute("hanging", HangingCompute)
+    job = await requester.submit(JobSpec.model_validate({**SPEC, "selector": {}}))
+    assert await running_on(store, job.id) == "hanging"
+    healthy = await add_compute("healthy")
+    silence("hanging")
+
+    job = await wait_terminal(store, job.id)
+    assert job.state is JobState.COMPLETED, job.message
+    assert [(e.node_id, e.state) for e in job.executions] == [("hanging", E.LOST), ("healthy", E.RESULT_ACCEPTED)]
+    assert "node hanging lost: silent for 0.5s" in job.executions[0].message
+    assert "rescheduled: node hanging lost (retry 1 of 2)" in history(job)
+    assert healthy.decisions[-1].accepted
+
+    # The lost node comes back: it is told its execution was given up, and its result is refused.
+    await revive("hanging")
+    with trio.fail_after(5):
+        await hanging.told_to_stop.wait()
+    assert [c.execution_id for c in hanging.cancels] == [job.executions[0].id]
+    assert "given up" in hanging.cancels[0].reason
+    hanging.release.set()
+    with trio.fail_after(5):
+        await hanging.replied.wait()
+    refused = hanging.proposal_reply[0]
+    assert not refused.ok and "Lost" in refused.message
+    assert (await store.get(job.id)).executions[0].state is E.LOST
+
+
+async def test_with_no_other_node_the_job_fails_naming_the_lost_node(network):
+    requester, store, add_compute, silence, _, _ = network
+    await add_compute("only", HangingCompute)
+    job = await requester.submit(JobSpec.model_validate(SPEC))
+    await running_on(store, job.id)
+    silence("only")
+    job = await wait_terminal(store, job.id)
+    assert job.state is JobState.FAILED
+    assert job.message == "node only lost, and no other compute node can take the job"
+    assert [e.state for e in job.executions] == [E.LOST]
+
+
+async def test_the_retry_budget_counts_lost_nodes(network):
+    requester, store, add_compute, silence, _, _ = network
+    await add_compute("first", HangingCompute)
+    job = await requester.submit(JobSpec.model_validate({**SPEC, "retries": 0}))
+    await running_on(store, job.id)
+    await add_compute("second")
+    silence("first")
+    job = await wait_terminal(store, job.id)
+    assert job.state is JobState.FAILED
+    assert job.message == "node first lost; no retry left (the job allows 0)"
+
+
+async def test_a_program_that_fails_is_not_rescheduled(network):
+    requester, store, add_compute, _, _, _ = network
+
+    @dataclass
+    class FailingCompute(FakeCompute):
+        async def _run(self, requester_id: str, decision: BidDecision) -> None:
+            await self.transport.request(requester_id, ExecutionUpdate(
+                job_id=decision.job_id, execution_id=decision.execution_id, state=E.FAILED, message="image missing"))
+
+    await add_compute("failing", FailingCompute)
+    job = await requester.submit(JobSpec.model_validate(SPEC))
+    await running_on(store, job.id)
+    await add_compute("other")
+    job = await wait_terminal(store, job.id)
+    assert job.state is JobState.FAILED and "image missing" in job.message
+    assert [e.node_id for e in job.executions] == ["failing"]
+    assert not any(m.startswith("rescheduled") for m in history(job))
+
+
+async def test_a_node_that_restarts_within_the_lost_after_period_is_lost_too(network):
+    requester, store, add_compute, _, _, reboot = network
+    rebooted = await add_compute("rebooted", HangingCompute)
+    job = await requester.submit(JobSpec.model_validate(SPEC))
+    assert await running_on(store, job.id) == "rebooted"
+    await add_compute("healthy")
+    reboot("rebooted")
+    with trio.fail_after(5):
+        while True:
+            changed = store.changed(job.id)
+            if (await store.get(job.id)).executions[0].state is E.LOST:
+                break
+            await changed.wait()
+    # Back from its restart, the node runs what it is given (the job may land on it again).
+    rebooted.release.set()
+    job = await wait_terminal(store, job.id)
+    assert job.state is JobState.COMPLETED, job.message
+    assert [e.state for e in job.executions] == [E.LOST, E.RESULT_ACCEPTED]
+    assert job.executions[0].message == "node rebooted lost: restarted"
