@@ -60,7 +60,10 @@ async def test_a_node_lets_its_results_go_after_the_retention(nursery, tmp_path)
             job = await node.wait_for_change(job.id, job.updated_at.isoformat(), 10)
     [execution] = job.executions
     assert job.state.value == "Completed" and execution.result_cid
-    # The node's own sweep (every half retention) unpins it.
+    # The requester's copy (`logs` reads the result through it) is dropped too.
+    cached = node.result_fetcher.cache_dir / execution.id
+    assert [item async for item in node.logs(job.id, follow=False)] == [("stdout", b"short-lived\n")]
+    # The node's own sweeps (every half retention) unpin the result and drop the copy.
     with trio.fail_after(30):
-        while await node.ipfs.is_pinned(execution.result_cid):
+        while await node.ipfs.is_pinned(execution.result_cid) or cached.exists():
             await trio.sleep(0.2)
