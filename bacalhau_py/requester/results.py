@@ -110,6 +110,8 @@ class ResultFetcher:
         failed = [e for e in job.executions if e.state is ExecutionState.FAILED and e.logs_cid]
         if failed:
             return await self.fetch(failed[-1].id, failed[-1].node_id, failed[-1].logs_cid, "ipfs")
+        if job.state.terminal:
+            raise NotFound(f"job {job.id} has no results (state {job.state.value}: {job.message or 'no message'})")
         raise NotFound(f"job {job.id} has no results yet (state {job.state.value})")
 
     async def job_tar(self, job: Job) -> AsyncIterator[bytes]:
