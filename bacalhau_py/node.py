@@ -160,6 +160,7 @@ class Node:
                     transport=self.transport,
                     cache_dir=repo / "work" / "results",
                     timeout=config.fetch_timeout,
+                    retention=config.retention,
                 )
                 self.compute = await self._build_compute(ctx) if "compute" in config.node_types else None
                 self.requester = (
@@ -179,6 +180,7 @@ class Node:
                     await nursery.start(pins.serve)
                 if self.requester:
                     await nursery.start(self.requester.serve)
+                    await nursery.start(self.result_fetcher.serve)
                 await self._join(config.peers)
                 nursery.start_soon(self._announce_forever)
                 if self.requester:

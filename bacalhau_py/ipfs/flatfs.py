@@ -43,15 +43,18 @@ def collect_garbage(repo: Path, pins: list[str]) -> list[str]:
     return removed
 
 
-def _reach(blocks: Path, cid: bytes, keep: set[str]) -> None:
-    key = _key(_multihash(cid))
-    if key in keep:
-        return
-    keep.add(key)
-    node = _dag_pb_node(blocks, cid)
-    if node is not None:
-        for _name, child in node[0]:
-            _reach(blocks, child, keep)
+def _reach(blocks: Path, root: bytes, keep: set[str]) -> None:
+    # A stack, not recursion: a result may nest folders deeper than Python's stack.
+    pending = [root]
+    while pending:
+        cid = pending.pop()
+        key = _key(_multihash(cid))
+        if key in keep:
+            continue
+        keep.add(key)
+        node = _dag_pb_node(blocks, cid)
+        if node is not None:
+            pending.extend(child for _name, child in node[0])
 
 
 def restore_symlinks(repo: Path, cid: str, target: Path) -> None:
@@ -60,26 +63,33 @@ def restore_symlinks(repo: Path, cid: str, target: Path) -> None:
     Best effort: a block that is not in the flatfs blockstore leaves its
     entry as `Download` wrote it (the client's CID check then says so).
     """
-    _restore(repo / "blocks", _cid_bytes(cid), target)
-
-
-def _restore(blocks: Path, cid: bytes, path: Path) -> None:
-    node = _dag_pb_node(blocks, cid)
-    if node is None:
-        return
-    links, data = node
-    kind, content = _unixfs(data)
-    if kind == _SYMLINK:
-        if path.is_file() and not path.is_symlink():
-            path.unlink()
-            os.symlink(content, path)
-    elif kind == _DIRECTORY:
+    blocks = repo / "blocks"
+    pending = [(_cid_bytes(cid), target)]
+    while pending:
+        node_cid, path = pending.pop()
+        node = _dag_pb_node(blocks, node_cid)
+        if node is None:
+            continue
+        links, data = node
+        kind, content = _unixfs(data)
+        if kind == _SYMLINK:
+            if path.is_file() and not path.is_symlink():
+                path.unlink()
+                os.symlink(content, path)
+            continue
+        if kind not in (_DIRECTORY, _HAMT_SHARD):
+            continue
         for name, child in links:
-            _restore(blocks, child, path / name)
-    elif kind == _HAMT_SHARD:
-        # Link names are a 2-hex-digit bucket, then the entry's name (none: a sub-shard).
-        for name, child in links:
-            _restore(blocks, child, path / name[2:] if len(name) > 2 else path)
+            if kind == _HAMT_SHARD:
+                # A 2-hex-digit bucket, then the entry's name (none: a sub-shard, same folder).
+                if len(name) == 2:
+                    pending.append((child, path))
+                    continue
+                name = name[2:]
+            # Names come from the network: one path component, never a way out.
+            if name in ("", ".", "..") or "/" in name or "\0" in name:
+                continue
+            pending.append((child, path / name))
 
 
 def _multihash(cid: bytes) -> bytes:

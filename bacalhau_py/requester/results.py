@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import time
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from contextlib import aclosing
@@ -19,18 +20,45 @@ from bacalhau_py.models.messages import FetchResult
 from bacalhau_py.results import RAW
 from bacalhau_py.transport.base import Transport
 
+# The longest pause between two sweeps of the cache.
+CACHE_SWEEP_SECONDS = 3600.0
+
 WITH_RESULTS = (ExecutionState.RESULT_PROPOSED, ExecutionState.RESULT_ACCEPTED, ExecutionState.RESULT_REJECTED)
 
 
 class ResultFetcher:
     """Implements the verifiers' ResultReader, and builds `get`'s tar stream."""
 
-    def __init__(self, *, ipfs: IPFSClient, transport: Transport, cache_dir: Path, timeout: float) -> None:
+    def __init__(
+        self, *, ipfs: IPFSClient, transport: Transport, cache_dir: Path, timeout: float,
+        retention: float = float("inf"),
+    ) -> None:
         self.ipfs = ipfs
         self.transport = transport
         self.cache_dir = cache_dir
         self.timeout = timeout
+        self.retention = retention
         self._locks: defaultdict[str, trio.Lock] = defaultdict(trio.Lock)
+
+    async def serve(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        """Drop cached results older than the retention, now and then (they can be fetched again)."""
+        task_status.started()
+        while True:
+            await trio.sleep(max(1.0, min(self.retention / 2, CACHE_SWEEP_SECONDS)))
+            await trio.to_thread.run_sync(self._drop_old)
+
+    def _drop_old(self) -> None:
+        oldest = time.time() - self.retention
+        try:
+            folders = list(self.cache_dir.iterdir())
+        except FileNotFoundError:
+            return
+        for folder in folders:
+            try:
+                if folder.stat().st_mtime < oldest:
+                    shutil.rmtree(folder, ignore_errors=True)
+            except FileNotFoundError:
+                continue
 
     async def fetch(self, execution_id: str, node_id: str, result_cid: str | None, publisher: str) -> Path:
         final = self.cache_dir / execution_id
@@ -82,6 +110,8 @@ class ResultFetcher:
         failed = [e for e in job.executions if e.state is ExecutionState.FAILED and e.logs_cid]
         if failed:
             return await self.fetch(failed[-1].id, failed[-1].node_id, failed[-1].logs_cid, "ipfs")
+        if job.state.terminal:
+            raise NotFound(f"job {job.id} has no results (state {job.state.value}: {job.message or 'no message'})")
         raise NotFound(f"job {job.id} has no results yet (state {job.state.value})")
 
     async def job_tar(self, job: Job) -> AsyncIterator[bytes]:

@@ -14,6 +14,7 @@ import trio
 from bacalhau_py.context import ProviderContext
 from bacalhau_py.errors import ExecutorError
 from bacalhau_py.executor.base import CONTAINER_LABEL, Mount, PreparedExecution
+from bacalhau_py.executor import docker as docker_executor
 from bacalhau_py.executor.docker import NODE_LABEL, DockerExecutor
 from bacalhau_py.models import JobSpec, Resources, Task
 
@@ -229,6 +230,19 @@ async def test_stdout_cap(executor, tmp_path):
     assert out(execution, "stderr") == "small\n"
     assert "stdout cut at 1000 bytes" in result.message
 
+
+
+async def test_the_kept_output_is_its_start_even_when_dockers_capped_log_rotated(executor, tmp_path, monkeypatch):
+    # Docker keeps at most 2 x 10 kB of log here; the program prints 300 kB.
+    monkeypatch.setattr(docker_executor, "DOCKER_LOG_CONFIG", {"max-size": "10k", "max-file": "2"})
+    executor.max_log_bytes = 1000
+    # The pause lets the live copy start following before the output begins.
+    script = "sleep 2; echo FIRST; head -c 300000 /dev/zero | tr '\\0' a; echo; echo LAST"
+    execution = make_execution(tmp_path, ["sh", "-c", script])
+    result = await executor.run(execution)
+    assert result.exit_code == 0
+    assert out(execution) == "FIRST\n" + "a" * 994
+    assert "stdout cut at 1000 bytes" in result.message
 
 def start_leftover(execution_id: str, node: str) -> None:
     subprocess.run(

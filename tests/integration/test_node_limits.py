@@ -191,6 +191,17 @@ async def test_logs_of_a_timed_out_job_can_be_read(nursery, tmp_path, wasm_modul
     assert out == "looping\n"
 
 
+async def test_logs_of_a_job_that_never_ran_say_why(nursery, tmp_path):
+    node = await start_node(nursery, tmp_path / "node")
+    bacalhau = cli(node, tmp_path)
+    code, job_id, _ = await bacalhau("run", "--wait", "--id-only", "no-such-image-here:1", "true")
+    assert code == 1
+    code, out, err = await bacalhau("logs", job_id.strip())
+    assert code == 1 and out == ""
+    assert "has no results (state Failed: " in err and "no-such-image-here:1" in err
+    assert len(err.strip().splitlines()) == 1
+
+
 async def test_list_shows_noop_jobs(nursery, tmp_path):
     node = await start_node(nursery, tmp_path / "node")
     bacalhau = cli(node, tmp_path)

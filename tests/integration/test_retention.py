@@ -60,7 +60,29 @@ async def test_a_node_lets_its_results_go_after_the_retention(nursery, tmp_path)
             job = await node.wait_for_change(job.id, job.updated_at.isoformat(), 10)
     [execution] = job.executions
     assert job.state.value == "Completed" and execution.result_cid
-    # The node's own sweep (every half retention) unpins it.
+    # The requester's copy (`logs` reads the result through it) is dropped too.
+    cached = node.result_fetcher.cache_dir / execution.id
+    assert [item async for item in node.logs(job.id, follow=False)] == [("stdout", b"short-lived\n")]
+    # The node's own sweeps (every half retention) unpin the result and drop the copy.
     with trio.fail_after(30):
-        while await node.ipfs.is_pinned(execution.result_cid):
+        while await node.ipfs.is_pinned(execution.result_cid) or cached.exists():
+            await trio.sleep(0.2)
+
+
+async def test_local_publisher_results_stay_on_the_compute_node_until_the_retention(nursery, tmp_path):
+    node = Node(NodeConfig(repo=tmp_path / "node", api_port=0, swarm_port=0))
+    await nursery.start(node.serve)
+    spec = JobSpec(task=Task(engine="docker", image=IMAGE, command=["echo", "kept here"]), publisher="local")
+    job = await node.submit(spec)
+    with trio.fail_after(60):
+        while not job.state.terminal:
+            job = await node.wait_for_change(job.id, job.updated_at.isoformat(), 10)
+    assert job.state.value == "Completed", job.message
+    [execution] = job.executions
+    folder = tmp_path / "node" / "work" / "executions" / execution.id
+    # Within the retention the folder stays: it is the only copy of the result.
+    assert (folder / "result" / "stdout").read_text() == "kept here\n"
+    node.compute.retention = 0  # as if a week had passed
+    with trio.fail_after(30):
+        while folder.exists():
             await trio.sleep(0.2)
