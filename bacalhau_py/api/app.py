@@ -132,26 +132,25 @@ def create_app(node: NodeService, *, scratch_dir: Path | None = None) -> FastAPI
 
     @app.post(PREFIX + "/jobs")
     async def submit(request: Request, who: Caller = Depends(caller)) -> dict:
-        signed = node.access.check_client(who, "submitting a job")
         body = await request.body()
         try:
             data = json.loads(body)
         except ValueError:
             raise UserInputError("request body: not valid JSON (expected a job spec object)") from None
         # spec_from_dict accepts both this project's spec and IPVM tasks.
-        job = await node.submit(spec_from_dict(data), client_id=who.client_id, client_request=signed)
+        job = await node.submit(spec_from_dict(data), client_id=who.client_id, client_request=who.request)
         return _job_json(job)
 
     @app.get(PREFIX + "/jobs")
     async def list_jobs(
         limit: int = Query(20, ge=1, le=10_000), every: bool = Query(False, alias="all"), who: Caller = Depends(caller)
     ) -> dict:
-        """The caller's own jobs; with `all`, every job (operators only). The anonymous client owns none."""
+        """The caller's own jobs; with `all`, every job (operators only)."""
         if every:
             node.access.check_operator(who, "listing every job (list --all)")
             jobs = await node.list_jobs(limit)
         else:
-            jobs = await node.list_jobs(limit, client_id=who.client_id) if who.client_id else []
+            jobs = await node.list_jobs(limit, client_id=who.client_id)
         return {"jobs": [_job_json(job) for job in jobs]}
 
     @app.get(PREFIX + "/jobs/{job_id}")

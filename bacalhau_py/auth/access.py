@@ -4,10 +4,13 @@
 - A request signed with a client key (see `client_key`) comes from that
   client. Its timestamp must be within `MAX_CLOCK_SKEW_SECONDS` of the node's
   clock: an old captured request cannot be replayed later.
-- A request without identity headers (plain curl) comes from the anonymous
-  client: it may read what anyone may read (describe, wait, node list), owns
-  nothing (its `list` is empty) and cannot submit, because a job must carry
-  its client's signature to the compute nodes.
+- A request without identity headers (plain curl, Bacalhau's own SDK) is
+  unsigned: it comes from the API key it carries (client `key-<hash of the
+  key>`), or on an open node from the one `anonymous` client. Such a client
+  may submit and owns what it submitted, shared by everyone who sends the same
+  key (or none). Its jobs travel unsigned: compute nodes run them as
+  anonymous, and an admission policy that names `clients` refuses them. The
+  bacalhau CLI always signs, so its jobs are its own client's alone.
 - A job's own client, or an operator (`serve --operator CLIENT_ID`), may
   cancel it, read its logs and download its results. Operators also list
   every job and approve or reject nodes.
@@ -38,11 +41,21 @@ MAX_CLOCK_SKEW_SECONDS = 300
 API_KEY_MISSING = "missing or wrong API key: send 'Authorization: Bearer KEY' (the CLI reads BACALHAU_API_KEY)"
 
 
+ANONYMOUS = "anonymous"
+"""The client of unsigned requests to a node without API keys."""
+
+
+def key_client_id(api_key: str) -> str:
+    """The client of unsigned requests that carry `api_key` (a hash: the key itself is never shown)."""
+    return "key-" + hashlib.sha256(api_key.encode()).hexdigest()[:32]
+
+
 @dataclass(frozen=True)
 class Caller:
-    """Who sent a request. `client_id` None: the anonymous client."""
+    """Who sent a request: a signed client, or an unsigned one (`request` None, `signed` False)."""
 
-    client_id: str | None = None
+    client_id: str = ANONYMOUS
+    signed: bool = False
     operator: bool = False
     request: SignedRequest | None = None
     """The signed request with its body, when the body was signed (a submit keeps it with the job)."""
@@ -62,7 +75,10 @@ class AccessControl:
         self.check_api_key(headers)
         public_key = headers.get(KEY_HEADER)
         if public_key is None:
-            return Caller()
+            authorization = headers.get("authorization")
+            if self.api_keys is None or authorization is None:
+                return Caller()
+            return Caller(client_id=key_client_id(authorization.removeprefix("Bearer ").strip()))
         content = headers.get(CONTENT_HEADER, "")
         try:
             timestamp = int(headers.get(TIMESTAMP_HEADER, ""))
@@ -90,7 +106,7 @@ class AccessControl:
                 public_key=public_key, timestamp=timestamp, method=method.upper(), target=target, body=text,
                 signature=signature,
             )
-        return Caller(client_id=client_id, operator=client_id in self.operators, request=signed)
+        return Caller(client_id=client_id, signed=True, operator=client_id in self.operators, request=signed)
 
     def check_api_key(self, headers: Mapping[str, str]) -> None:
         """NotAuthenticated unless the node is open or the request carries one of its keys."""
@@ -99,20 +115,11 @@ class AccessControl:
 
     def check_owner(self, caller: Caller, job: Job) -> None:
         """Only the job's own client or an operator may steer or read it; else AccessDenied."""
-        if caller.operator or (caller.client_id is not None and caller.client_id == job.client_id):
+        if caller.operator or caller.client_id == job.client_id:
             return
         raise AccessDenied(f"job {job.id} belongs to another client")
 
     def check_operator(self, caller: Caller, action: str) -> None:
         if not caller.operator:
-            who = f"client {caller.client_id}" if caller.client_id else "an unsigned request"
+            who = f"client {caller.client_id}" if caller.signed else "an unsigned request"
             raise AccessDenied(f"{action} is for this node's operators (serve --operator CLIENT_ID), not {who}")
-
-    def check_client(self, caller: Caller, action: str) -> SignedRequest:
-        """The caller's signed request; anonymous or unsigned bodies cannot `action`."""
-        if caller.request is None:
-            raise NotAuthenticated(
-                f"{action} needs a request signed with a client key (the bacalhau CLI signs with "
-                "$BACALHAU_DIR/user_id.key)"
-            )
-        return caller.request

@@ -27,10 +27,13 @@ SPEC_READERS: dict[tuple[str, str], Callable[[object], JobSpec]] = {
 
 
 def refusal(ask: AskBid) -> str | None:
-    """Why `ask` must not run here (missing, forged or altered client signature); None if it is sound."""
+    """Why `ask` must not run here (forged or altered client signature); None if it is sound or unsigned."""
     signed = ask.client_request
-    if signed is None or ask.client_id is None:
-        return "the job carries no client signature"
+    if signed is None:
+        # An unsigned job (Bacalhau's SDK, curl) runs as anonymous: the policy's `clients` rule refuses it.
+        return None if ask.client_id is None else f"the job names client {ask.client_id} but carries no signature of it"
+    if ask.client_id is None:
+        return "the job carries a client signature but names no client"
     try:
         signer = verify_signed_request(signed)
     except BacalhauError as error:

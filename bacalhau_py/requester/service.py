@@ -446,7 +446,9 @@ class RequesterService:
     async def _ask(self, peer_id: str, job: Job, send: trio.MemorySendChannel) -> None:
         execution_id = str(uuid.uuid4())
         ask = AskBid(
-            job_id=job.id, execution_id=execution_id, spec=job.spec, client_id=job.client_id,
+            job_id=job.id, execution_id=execution_id, spec=job.spec,
+            # Only a signature vouches for a client: an unsigned job travels as anonymous.
+            client_id=job.client_id if job.client_request is not None else None,
             client_request=job.client_request,
         )
         reply: BidReply | None = None

@@ -53,7 +53,8 @@ def hosts():
 def start_node(namespace: str, repo: Path, *extra: str) -> tuple[subprocess.Popen, str]:
     process = subprocess.Popen(
         ["ip", "netns", "exec", namespace, sys.executable, "-m", "bacalhau_py.cli.main", "serve",
-         "--repo", str(repo), "--swarm-host", "0.0.0.0", "--api-host", "0.0.0.0", "--exit-on-stdin-eof",
+         # --api-insecure: the API listens on every interface, but they exist only in the test's namespaces.
+         "--repo", str(repo), "--swarm-host", "0.0.0.0", "--api-host", "0.0.0.0", "--api-insecure", "--exit-on-stdin-eof",
          "--node-lost-after", LOST_AFTER, *extra],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=open(repo.parent / f"{repo.name}.log", "wb"),
         cwd=REPO, text=True,

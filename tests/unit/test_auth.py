@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 import pytest
 
 from bacalhau_py.auth import job_signature
-from bacalhau_py.auth.access import AccessControl, Caller
+from bacalhau_py.auth.access import ANONYMOUS, AccessControl, Caller, key_client_id
 from bacalhau_py.auth.api_keys import APIKeys
 from bacalhau_py.auth.approvals import Approvals
 from bacalhau_py.auth.client_key import KEY_FILE, TIMESTAMP_HEADER, ClientKey, client_id_of
@@ -84,14 +84,35 @@ def test_another_key_cannot_sign_for_a_client():
         AccessControl().authenticate("POST", "/api/v1/jobs", {**headers, TIMESTAMP_HEADER: "soon"}, body, now=NOW)
 
 
-def test_no_identity_headers_is_the_anonymous_client_who_cannot_submit():
+def test_no_identity_headers_is_the_anonymous_client_who_owns_only_anonymous_jobs():
     access = AccessControl()
     caller = access.authenticate("GET", "/api/v1/jobs", {}, None)
-    assert caller == Caller()
-    with pytest.raises(NotAuthenticated, match="signed with a client key"):
-        access.check_client(caller, "submitting a job")
+    assert caller == Caller(client_id=ANONYMOUS, signed=False) and caller.request is None
+    access.check_owner(caller, job_of(ANONYMOUS))
     with pytest.raises(AccessDenied, match="belongs to another client"):
-        access.check_owner(caller, job_of(None))
+        access.check_owner(caller, job_of(client_id_of(b"\x01" * 32)))
+    with pytest.raises(AccessDenied, match="not an unsigned request"):
+        access.check_operator(caller, "listing every job")
+
+
+def test_unsigned_requests_with_an_api_key_belong_to_that_key(tmp_path):
+    file = tmp_path / "keys"
+    file.write_text("first-key\nsecond-key\n")
+    access = AccessControl(APIKeys.load(file))
+    first = access.authenticate("GET", "/api/v1/jobs", {"authorization": "Bearer first-key"}, None)
+    second = access.authenticate("GET", "/api/v1/jobs", {"authorization": "Bearer second-key"}, None)
+    assert first.client_id == key_client_id("first-key") and not first.signed
+    assert "first-key" not in first.client_id
+    access.check_owner(first, job_of(first.client_id))
+    with pytest.raises(AccessDenied, match="belongs to another client"):
+        access.check_owner(second, job_of(first.client_id))
+
+
+def test_an_unsigned_job_runs_as_anonymous_and_may_not_claim_a_client():
+    spec = spec_from_dict(SPEC)
+    assert job_signature.refusal(AskBid(job_id="j", execution_id="e", spec=spec)) is None
+    claimed = AskBid(job_id="j", execution_id="e", spec=spec, client_id=client_id_of(b"\x02" * 32))
+    assert "carries no signature" in job_signature.refusal(claimed)
 
 
 def test_api_keys_are_required_and_compared_whole(tmp_path):
@@ -104,7 +125,9 @@ def test_api_keys_are_required_and_compared_whole(tmp_path):
             access.authenticate("GET", "/api/v1/jobs", headers, None)
         assert "first-key" not in str(error.value)
     for key in ("first-key", "second-key"):
-        assert access.authenticate("GET", "/api/v1/jobs", {"authorization": f"Bearer {key}"}, None) == Caller()
+        assert access.authenticate("GET", "/api/v1/jobs", {"authorization": f"Bearer {key}"}, None).client_id == (
+            key_client_id(key)
+        )
     file.write_text("# nothing yet\n")
     with pytest.raises(UserInputError, match="no key in it"):
         APIKeys.load(file)
@@ -158,9 +181,9 @@ def test_a_compute_node_runs_only_the_spec_its_client_signed():
     assert "invalid" in job_signature.refusal(ask_for(key, client_request=resigned))
     bad_key = ask_for(key).client_request.model_copy(update={"public_key": base64.b64encode(b"short").decode()})
     assert "invalid" in job_signature.refusal(ask_for(key, client_request=bad_key))
-    assert job_signature.refusal(ask_for(key, client_id=None, client_request=None)) == (
-        "the job carries no client signature"
-    )
+    stripped = ask_for(key, client_request=None)
+    assert "carries no signature" in job_signature.refusal(stripped)
+    assert "names no client" in job_signature.refusal(ask_for(key, client_id=None))
 
 
 async def test_a_requester_offers_jobs_only_to_approved_compute_nodes(tmp_path):

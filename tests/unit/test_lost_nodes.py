@@ -54,7 +54,7 @@ async def network(nursery):
     net = MemoryNetwork()
     store = JobStore.open(None)
     transport = MemoryTransport(net, "requester")
-    directory = NodeDirectory(lambda: NodeInfo(peer_id="requester", node_types=["requester"]), LOST_AFTER)
+    directory = NodeDirectory(lambda: NodeInfo(peer_id="requester", node_types=["requester"]), lost_after=LOST_AFTER)
     requester = RequesterService(
         transport=transport, store=store, directory=directory, results=None,
         timeouts=RequesterTimeouts(bid=1.0, grace=5.0),
