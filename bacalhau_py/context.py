@@ -22,3 +22,5 @@ class ProviderContext:
     """Longest wait for one input (IPFS fetch, URL download)."""
     max_url_bytes: int = 1 << 30
     labels: dict[str, str] = field(default_factory=dict)
+    allow_private_urls: bool = False
+    """Let URL inputs reach loopback and private addresses (a node inside a trusted network)."""

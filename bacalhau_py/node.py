@@ -76,6 +76,8 @@ class NodeConfig:
     """Restrict the executors this node offers (default: every installed one)."""
     fetch_timeout: float = 120.0
     timeouts: RequesterTimeouts = RequesterTimeouts()
+    allow_private_urls: bool = False
+    """URL inputs may reach loopback and private addresses (refused by default)."""
 
 
 class Node:
@@ -116,7 +118,8 @@ class Node:
                 self.transport = self._transport
                 self.directory = NodeDirectory(self._own_info)
                 ctx = ProviderContext(
-                    ipfs=self.ipfs, work_dir=repo / "work", fetch_timeout=config.fetch_timeout, labels=config.labels
+                    ipfs=self.ipfs, work_dir=repo / "work", fetch_timeout=config.fetch_timeout, labels=config.labels,
+                    allow_private_urls=config.allow_private_urls,
                 )
                 self.result_fetcher = ResultFetcher(
                     ipfs=self.ipfs,

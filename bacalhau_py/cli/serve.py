@@ -65,9 +65,11 @@ def configure_logging(level: str = "INFO") -> None:
 @click.option("--engines", hidden=True, help="Offer only these engines (comma separated).")
 @click.option("--exit-on-stdin-eof", is_flag=True, hidden=True,
               help="Stop when standard input closes (the devstack's parent dies: no orphan nodes).")
+@click.option("--allow-private-urls", is_flag=True,
+              help="Let URL inputs reach loopback and private addresses (a node inside a trusted network).")
 def serve(peers, swarm_port, swarm_host, ipfs_swarm_port, api_host, api_port, repo, node_type, ipfs_connect, labels,
           limit_total_cpu, limit_total_memory, limit_total_gpu, limit_job_cpu, limit_job_memory,
-          job_selection_data_locality, bad_actor, engines, exit_on_stdin_eof):
+          job_selection_data_locality, bad_actor, engines, exit_on_stdin_eof, allow_private_urls):
     """Run a long-lived node: requester and/or compute, with its own IPFS node."""
     import trio
 
@@ -94,6 +96,7 @@ def serve(peers, swarm_port, swarm_host, ipfs_swarm_port, api_host, api_port, re
         data_locality=job_selection_data_locality,
         bad_actor=bad_actor,
         engines=tuple(e for e in engines.split(",") if e) if engines else None,
+        allow_private_urls=allow_private_urls,
     )
     configure_logging()
 

@@ -138,7 +138,7 @@ async def _start(repo_dir: Path, index: int, peers: list[str], extra: list[str])
     command = [
         sys.executable, "-m", "bacalhau_py.cli.main", "serve",
         "--repo", str(repo), "--api-port", "0", "--swarm-port", "0", "--ipfs-swarm-port", "0",
-        "--exit-on-stdin-eof",
+        "--exit-on-stdin-eof", "--allow-private-urls",
     ]
     for peer in peers:
         command += ["--peer", peer]
