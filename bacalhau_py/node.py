@@ -78,6 +78,8 @@ class NodeConfig:
     timeouts: RequesterTimeouts = RequesterTimeouts()
     allow_private_urls: bool = False
     """URL inputs may reach loopback and private addresses (refused by default)."""
+    max_upload_bytes: int = 1 << 30
+    """Largest `ipfs add` upload the API accepts (job specs have their own, smaller limit)."""
 
 
 class Node:
@@ -150,9 +152,12 @@ class Node:
                     nursery.start_soon(self.requester.resume, ANNOUNCE_EVERY_SECONDS)
 
                 from bacalhau_py.api.app import serve_api
+                from bacalhau_py.api.limits import RequestLimits
 
+                limits = RequestLimits(max_upload=config.max_upload_bytes)
                 self.api_address = await nursery.start(
-                    partial(serve_api, scratch_dir=repo / "work" / "uploads"), self, config.api_host, config.api_port
+                    partial(serve_api, scratch_dir=repo / "work" / "uploads", limits=limits),
+                    self, config.api_host, config.api_port,
                 )
                 log.info("node %s ready: api http://%s:%d", self.peer_id, *self.api_address)
                 task_status.started(self)

@@ -67,9 +67,12 @@ def configure_logging(level: str = "INFO") -> None:
               help="Stop when standard input closes (the devstack's parent dies: no orphan nodes).")
 @click.option("--allow-private-urls", is_flag=True,
               help="Let URL inputs reach loopback and private addresses (a node inside a trusted network).")
+@click.option("--max-upload-size", default="1Gb", show_default=True,
+              help="Largest upload 'bacalhau ipfs add' may send to this node (e.g. 512Mb, 2Gb).")
 def serve(peers, swarm_port, swarm_host, ipfs_swarm_port, api_host, api_port, repo, node_type, ipfs_connect, labels,
           limit_total_cpu, limit_total_memory, limit_total_gpu, limit_job_cpu, limit_job_memory,
-          job_selection_data_locality, bad_actor, engines, exit_on_stdin_eof, allow_private_urls):
+          job_selection_data_locality, bad_actor, engines, exit_on_stdin_eof, allow_private_urls,
+          max_upload_size):
     """Run a long-lived node: requester and/or compute, with its own IPFS node."""
     import trio
 
@@ -97,6 +100,7 @@ def serve(peers, swarm_port, swarm_host, ipfs_swarm_port, api_host, api_port, re
         bad_actor=bad_actor,
         engines=tuple(e for e in engines.split(",") if e) if engines else None,
         allow_private_urls=allow_private_urls,
+        max_upload_bytes=_size("--max-upload-size", max_upload_size),
     )
     configure_logging()
 
@@ -169,3 +173,13 @@ def _capacity(flag: str, cpu: str | None, memory: str | None, gpu: int | None):
         )
     except ValueError as error:
         raise UserInputError(f"{flag}-cpu/-memory: {error}") from None
+
+
+def _size(flag: str, text: str) -> int:
+    from bacalhau_py.errors import UserInputError
+    from bacalhau_py.models import parse_size
+
+    try:
+        return parse_size(text)
+    except ValueError as error:
+        raise UserInputError(f"{flag}: {error}") from None
