@@ -89,7 +89,9 @@ def _since(since: str | None) -> str | None:
         raise UserInputError(f"since: {since!r} is not a timestamp (expected a job's updated_at)") from None
 
 
-def create_app(node: NodeService, *, scratch_dir: Path | None = None, limits: RequestLimits = RequestLimits()) -> FastAPI:
+def create_app(
+    node: NodeService, *, scratch_dir: Path | None = None, limits: RequestLimits = RequestLimits()
+) -> FastAPI:
     """The API for `node`. Uploads (`POST /ipfs/add`) are unpacked below `scratch_dir`; bodies obey `limits`."""
     uploads = Path(scratch_dir or tempfile.gettempdir())
     app = FastAPI(title="bacalhau-py", version=__version__, docs_url=None, redoc_url=None)

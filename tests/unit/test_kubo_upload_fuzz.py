@@ -83,7 +83,9 @@ def receive(data: bytes, *, chunk: bool = False, step: int = 1 << 20) -> tuple[P
 
 
 def everything_below(root: Path) -> list[str]:
-    return sorted(str(Path(folder, name).relative_to(root)) for folder, dirs, found in os.walk(root) for name in dirs + found)
+    return sorted(
+        str(Path(folder, name).relative_to(root)) for folder, dirs, found in os.walk(root) for name in dirs + found
+    )
 
 
 def cleanup(root: Path) -> None:
@@ -113,7 +115,13 @@ def test_valid_bodies_round_trip(files, step, chunk, sizes):
 @FUZZ
 @given(
     files=files,
-    edits=st.lists(st.tuples(st.integers(0, 1 << 16), st.sampled_from(["flip", "drop", "insert", "cut"]), st.binary(min_size=1, max_size=8)), min_size=1, max_size=4),
+    edits=st.lists(
+        st.tuples(
+            st.integers(0, 1 << 16), st.sampled_from(["flip", "drop", "insert", "cut"]), st.binary(min_size=1, max_size=8)
+        ),
+        min_size=1,
+        max_size=4,
+    ),
 )
 def test_mutated_bodies_fail_cleanly(files, edits):
     body = bytearray(multipart([(name, "application/octet-stream", data) for name, data in files.items()]))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -145,8 +146,15 @@ async def test_allow_private_reaches_loopback_with_the_host_name_kept(tmp_path):
         port = base.rsplit(":", 1)[1]
         assert await fetch(f"{base}/data", tmp_path, allow_private=True) == DATA
         # Sent to the resolved address, yet the server sees the name it was asked by.
-        assert await fetch(f"http://localhost:{port}/host", tmp_path, allow_private=True) == f"localhost:{port}".encode()
+        host = await fetch(f"http://localhost:{port}/host", tmp_path, allow_private=True)
+        assert host == f"localhost:{port}".encode()
         assert await fetch(f"{base}/to?http://localhost:{port}/data", tmp_path, allow_private=True) == DATA
+
+
+async def test_a_redirect_to_another_scheme_is_refused(public_web, tmp_path):
+    url = f"{public_web}/to?file:///etc/passwd"
+    with pytest.raises(StorageError, match=rf"^cannot download {re.escape(url)}: file:///etc/passwd: expected an http"):
+        await fetch(url, tmp_path)
 
 
 async def test_endless_redirects_stop(public_web, tmp_path):
