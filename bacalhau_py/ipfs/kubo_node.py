@@ -25,7 +25,6 @@ def log(message: str) -> None:
     print(f"kubo_process[{os.getpid()}]: {message}", file=sys.stderr, flush=True)
 
 
-
 def write_offline_config(repo: Path, swarm_port: int, swarm_host: str = "127.0.0.1") -> None:
     """Private-network config: no bootstrap, no mDNS, no DHT; the swarm on `swarm_host`.
 
@@ -46,7 +45,6 @@ def write_offline_config(repo: Path, swarm_port: int, swarm_host: str = "127.0.0
     temporary = config_path.with_suffix(".tmp")
     temporary.write_text(json.dumps(config, indent=2))
     temporary.replace(config_path)
-
 
 
 class Node:
