@@ -141,6 +141,14 @@ async def test_a_private_address_gets_the_same_refusal_whether_or_not_something_
     )
 
 
+@pytest.mark.parametrize("host", ["2130706433", "0x7f.1", "127.1", "[::ffff:7f00:1]", "localhost", "LOCALHOST"])
+async def test_other_spellings_of_loopback_are_refused_too(tmp_path, host):
+    # What is checked is the address the name resolves to, however it is spelled.
+    url = f"http://{host}:9/data"
+    with pytest.raises(StorageError, match=rf"^refused to download {re.escape(url)}: .* \(loopback\); "):
+        await fetch(url, tmp_path)
+
+
 async def test_allow_private_reaches_loopback_with_the_host_name_kept(tmp_path):
     with web_server("127.0.0.1") as base:
         port = base.rsplit(":", 1)[1]
