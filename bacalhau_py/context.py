@@ -27,3 +27,5 @@ class ProviderContext:
     """Host paths jobs may mount read-only (serve --allow-listed-local-paths)."""
     result_pins: ResultPins | None = None
     """Where a publisher notes the results it pinned (kept for the node's retention)."""
+    allow_private_urls: bool = False
+    """Let URL inputs reach loopback and private addresses (a node inside a trusted network)."""

@@ -29,6 +29,10 @@ class NotFound(BacalhauError):
     """A job, execution or result that does not exist (or an ambiguous prefix)."""
 
 
+class RequestTooLarge(BacalhauError):
+    """A request body over the node's size limit (a job spec, an upload): HTTP 413."""
+
+
 class NodeUnreachable(BacalhauError):
     """A client could not reach a node's API at the address it tried."""
 

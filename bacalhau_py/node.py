@@ -105,6 +105,10 @@ class NodeConfig:
     """How long results stay: pinned in IPFS, or (local publisher) on this compute node."""
     node_lost_after: float = LOST_AFTER_SECONDS
     """A node silent this long is lost (its running executions are rescheduled)."""
+    allow_private_urls: bool = False
+    """URL inputs may reach loopback and private addresses (refused by default)."""
+    max_upload_bytes: int = 1 << 30
+    """Largest `ipfs add` upload the API accepts (job specs have their own, smaller limit)."""
 
 
 class Node:
@@ -154,6 +158,7 @@ class Node:
                 ctx = ProviderContext(
                     ipfs=self.ipfs, work_dir=repo / "work", fetch_timeout=config.fetch_timeout, labels=config.labels,
                     allowed_local_paths=config.allowed_local_paths, result_pins=pins,
+                    allow_private_urls=config.allow_private_urls,
                 )
                 self.result_fetcher = ResultFetcher(
                     ipfs=self.ipfs,
@@ -187,9 +192,12 @@ class Node:
                     nursery.start_soon(self.requester.resume, self._announce_every())
 
                 from bacalhau_py.api.app import serve_api
+                from bacalhau_py.api.limits import RequestLimits
 
+                limits = RequestLimits(max_upload=config.max_upload_bytes)
                 self.api_address = await nursery.start(
-                    partial(serve_api, scratch_dir=repo / "work" / "uploads"), self, config.api_host, config.api_port
+                    partial(serve_api, scratch_dir=repo / "work" / "uploads", limits=limits),
+                    self, config.api_host, config.api_port,
                 )
                 await self._check_serving()
                 log.info("node %s ready: api http://%s:%d", self.peer_id, *self.api_address)

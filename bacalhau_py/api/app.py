@@ -28,6 +28,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from bacalhau_py import __version__, tarstream
 from bacalhau_py.api.access import caller, operator, owned_job
+from bacalhau_py.api.limits import BodyLimit, RequestLimits, load_json
 from bacalhau_py.api.service import NodeService
 from bacalhau_py.auth.access import Caller
 from bacalhau_py.errors import (
@@ -36,6 +37,7 @@ from bacalhau_py.errors import (
     NodeUnreachable,
     NotAuthenticated,
     NotFound,
+    RequestTooLarge,
     StorageError,
     TransportError,
     UserInputError,
@@ -54,6 +56,7 @@ log = logging.getLogger(__name__)
 _STATUS: dict[type[BacalhauError], int] = {
     UserInputError: 400,
     NotFound: 404,
+    RequestTooLarge: 413,
     StorageError: 502,
     TransportError: 502,
     NodeUnreachable: 502,
@@ -94,14 +97,17 @@ def _since(since: str | None) -> str | None:
         raise UserInputError(f"since: {since!r} is not a timestamp (expected a job's updated_at)") from None
 
 
-def create_app(node: NodeService, *, scratch_dir: Path | None = None) -> FastAPI:
-    """The API for `node`. Uploads (`POST /ipfs/add`) are unpacked below `scratch_dir`."""
+def create_app(
+    node: NodeService, *, scratch_dir: Path | None = None, limits: RequestLimits = RequestLimits()
+) -> FastAPI:
+    """The API for `node`. Uploads (`POST /ipfs/add`) are unpacked below `scratch_dir`; bodies obey `limits`."""
     uploads = Path(scratch_dir or tempfile.gettempdir())
     # Every route depends on `caller`: no request passes a missing API key or a bad signature.
     app = FastAPI(
         title="bacalhau-py", version=__version__, docs_url=None, redoc_url=None, dependencies=[Depends(caller)]
     )
     app.state.node = node
+    app.add_middleware(BodyLimit, limits=limits, upload_paths=frozenset({PREFIX + "/ipfs/add"}))
 
     @app.exception_handler(BacalhauError)
     async def _bacalhau_error(request: Request, error: BacalhauError) -> JSONResponse:
@@ -132,11 +138,7 @@ def create_app(node: NodeService, *, scratch_dir: Path | None = None) -> FastAPI
 
     @app.post(PREFIX + "/jobs")
     async def submit(request: Request, who: Caller = Depends(caller)) -> dict:
-        body = await request.body()
-        try:
-            data = json.loads(body)
-        except ValueError:
-            raise UserInputError("request body: not valid JSON (expected a job spec object)") from None
+        data = load_json(await request.body(), "a job spec object")
         # spec_from_dict accepts both this project's spec and IPVM tasks.
         job = await node.submit(spec_from_dict(data), client_id=who.client_id, client_request=who.request)
         return _job_json(job)
@@ -341,6 +343,7 @@ async def serve_api(
     port: int,
     *,
     scratch_dir: Path | None = None,
+    limits: RequestLimits = RequestLimits(),
     shutdown_trigger: Callable[[], Awaitable[None]] | None = None,
     task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
@@ -358,7 +361,7 @@ async def serve_api(
     config.accesslog = None
     config.errorlog = log
     config.graceful_timeout = 5.0
-    app = create_app(node, scratch_dir=scratch_dir)
+    app = create_app(node, scratch_dir=scratch_dir, limits=limits)
     async with trio.open_nursery() as nursery:
         binds: list[str] = await nursery.start(
             partial(serve, app, config, shutdown_trigger=shutdown_trigger or trio.sleep_forever)

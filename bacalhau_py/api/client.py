@@ -220,7 +220,12 @@ class APIClient:
         connection = self._connected()
         connection.sock.settimeout(self.timeout if timeout is ... else timeout)
         try:
-            connection.request(method, url, body=body, headers=headers)
+            try:
+                connection.request(method, url, body=body, headers=headers or {})
+            except (BrokenPipeError, ConnectionResetError):
+                # The node may answer before it has read the whole body (413:
+                # too large) and close: its answer is still there to read.
+                pass
             return _Response(connection.getresponse())
         except BaseException:
             self.close()
@@ -289,7 +294,9 @@ def _error_from(body: dict[str, Any], status: int) -> BacalhauError:
     """The server's exception class again (by its name), else one chosen by status code."""
     cls = getattr(errors, str(body.get("kind")), None)
     if not (isinstance(cls, type) and issubclass(cls, BacalhauError)):
-        cls = {400: UserInputError, 401: NotAuthenticated, 403: AccessDenied, 404: NotFound}.get(status, BacalhauError)
+        cls = {400: UserInputError, 401: NotAuthenticated, 403: AccessDenied, 404: NotFound, 413: errors.RequestTooLarge}.get(
+            status, BacalhauError
+        )
     return cls(" ".join(str(body["error"]).split()))
 
 

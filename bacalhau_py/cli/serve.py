@@ -106,13 +106,17 @@ def job_limit_options(command):
 @click.option("--node-lost-after", type=Duration(), default="30s", show_default=True,
               help="A node silent this long is lost and its running jobs are rescheduled; this node also "
                    "announces itself at least 3 times per period (use the same value on every node).")
+@click.option("--allow-private-urls", is_flag=True,
+              help="Let URL inputs reach loopback and private addresses (a node inside a trusted network).")
+@click.option("--max-upload-size", default="1Gb", show_default=True,
+              help="Largest upload 'bacalhau ipfs add' may send to this node (e.g. 512Mb, 2Gb).")
 @job_limit_options
 def serve(peers, swarm_port, swarm_host, ipfs_swarm_port, api_host, api_port, repo, node_type, ipfs_connect, labels,
           limit_total_cpu, limit_total_memory, limit_total_gpu, limit_job_cpu, limit_job_memory,
           job_selection_data_locality, bad_actor, engines, exit_on_stdin_eof, api_keys, api_insecure, operators,
           node_approval, policy_file, local_paths,
           default_job_memory, default_job_cpu, limit_job_disk, min_free_disk, retention,
-          node_lost_after):
+          node_lost_after, allow_private_urls, max_upload_size):
     """Run a long-lived node: requester and/or compute, with its own IPFS node."""
     import trio
 
@@ -163,6 +167,8 @@ def serve(peers, swarm_port, swarm_host, ipfs_swarm_port, api_host, api_port, re
         ),
         retention=retention,
         node_lost_after=node_lost_after,
+        allow_private_urls=allow_private_urls,
+        max_upload_bytes=_size("--max-upload-size", max_upload_size),
     )
     configure_logging()
 
@@ -252,3 +258,13 @@ def _capacity(flag: str, cpu: str | None, memory: str | None, gpu: int | None):
         )
     except ValueError as error:
         raise UserInputError(f"{flag}-cpu/-memory: {error}") from None
+
+
+def _size(flag: str, text: str) -> int:
+    from bacalhau_py.errors import UserInputError
+    from bacalhau_py.models import parse_size
+
+    try:
+        return parse_size(text)
+    except ValueError as error:
+        raise UserInputError(f"{flag}: {error}") from None

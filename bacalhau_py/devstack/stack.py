@@ -238,7 +238,7 @@ async def _start(
     command = [
         sys.executable, "-m", "bacalhau_py.cli.main", "serve",
         "--repo", str(repo), "--api-port", "0", "--swarm-port", "0", "--ipfs-swarm-port", "0",
-        "--exit-on-stdin-eof",
+        "--exit-on-stdin-eof", "--allow-private-urls",
     ]
     for peer in peers:
         command += ["--peer", peer]

@@ -394,7 +394,7 @@ class DockerExecutor:
             if ref.kind == "ipfs":
                 return await self.ctx.ipfs.get(ref.cid, archive, timeout=self.ctx.fetch_timeout)
             await download(
-                ref.url, archive, limit=self.ctx.max_url_bytes, timeout=self.ctx.fetch_timeout, allow_private=True
+                ref.url, archive, limit=self.ctx.max_url_bytes, timeout=self.ctx.fetch_timeout, allow_private=self.ctx.allow_private_urls
             )
         except BacalhauError as error:
             raise ExecutorError(f"cannot fetch image {ref.text}: {error.message}") from None

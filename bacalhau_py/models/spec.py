@@ -14,6 +14,7 @@ from enum import Enum
 from typing import Annotated, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -29,6 +30,8 @@ DEFAULT_RETRIES = 2
 DEFAULT_OUTPUT = "outputs"
 DEFAULT_OUTPUT_PATH = "/outputs"
 MAX_INLINE_BYTES = 1 << 20
+MAX_INLINE_TOTAL_BYTES = 2 << 20
+"""All of a job's inline bytes together: the spec travels in every message about the job."""
 
 _CID_V0 = re.compile(r"^Qm[1-9A-HJ-NP-Za-km-z]{44}$")
 _CID_V1 = re.compile(r"^b[a-z2-7]{20,}$")
@@ -92,6 +95,17 @@ def _absolute_path(value: str) -> str:
     if normal == "/":
         raise ValueError("cannot mount over / (expected a folder such as /inputs)")
     return normal
+
+
+def _no_nul(value: str) -> str:
+    # A C string ends at NUL: docker and the kernel would run a different command than the one shown.
+    if "\0" in value:
+        raise ValueError("contains a NUL byte (not allowed in a command argument or an environment value)")
+    return value
+
+
+Argument = Annotated[str, AfterValidator(_no_nul)]
+"""A command argument or environment value: any text but NUL."""
 
 
 class Frozen(BaseModel):
@@ -164,6 +178,11 @@ class InputSource(Frozen):
 
     def inline_bytes(self) -> bytes:
         return base64.b64decode(self.content or "")
+
+    def inline_size(self) -> int:
+        """The decoded size of inline content, without decoding it (validated base64)."""
+        content = self.content or ""
+        return len(content) * 3 // 4 - content[-2:].count("=")
 
 
 class ResultPath(Frozen):
@@ -240,11 +259,11 @@ class Task(Frozen):
 
     engine: Engine
     image: str | None = None
-    entrypoint: list[str] | None = None
-    command: list[str] = []
+    entrypoint: list[Argument] | None = None
+    command: list[Argument] = []
     module: InputSource | None = None
     entry_point: str = "_start"
-    env: dict[str, str] = {}
+    env: dict[str, Argument] = {}
     workdir: str | None = None
     network: Literal["none", "full"] = "none"
     imports: list[WasmImport] = []
@@ -339,4 +358,14 @@ class JobSpec(Frozen):
             raise ValueError(f"unknown verifier {self.verifier!r} (expected one of {', '.join(VERIFIERS)})")
         if self.publisher not in PUBLISHERS:
             raise ValueError(f"unknown publisher {self.publisher!r} (expected one of {', '.join(PUBLISHERS)})")
+        return self
+
+    @model_validator(mode="after")
+    def _inline_total(self) -> "JobSpec":
+        inline = [i for i in (*self.inputs, self.task.module) if i is not None and i.source == "inline"]
+        total = sum(i.inline_size() for i in inline)
+        if total > MAX_INLINE_TOTAL_BYTES:
+            raise ValueError(
+                f"inline inputs total {total} bytes, over {MAX_INLINE_TOTAL_BYTES} bytes per job; add them to IPFS"
+            )
         return self

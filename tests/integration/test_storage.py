@@ -70,7 +70,7 @@ async def test_unreachable_ipfs_is_not_installed(tmp_path):
             await rpc.id()
 
 
-# -- URL inputs against a real HTTP server on 127.0.0.1 ------------------------
+# -- URL inputs against a real HTTP server on 127.0.0.1 (private URLs allowed) --
 
 PAYLOAD = b"col\n" + b"1\n" * 5000
 
@@ -134,7 +134,7 @@ def url_ctx(tmp_path):
     from bacalhau_py.ipfs.client import KuboRPC
 
     return ProviderContext(ipfs=KuboRPC("http://127.0.0.1:1"), work_dir=tmp_path, fetch_timeout=2.0,
-                           max_url_bytes=len(PAYLOAD))
+                           max_url_bytes=len(PAYLOAD), allow_private_urls=True)
 
 
 async def test_url_input_is_a_folder_holding_the_named_file(url_ctx, web, tmp_path):
@@ -160,7 +160,8 @@ async def test_url_404_is_a_clear_storage_error(url_ctx, web, tmp_path):
 async def test_url_over_the_size_limit(web, tmp_path, path):
     from bacalhau_py.ipfs.client import KuboRPC
 
-    ctx = ProviderContext(ipfs=KuboRPC("http://127.0.0.1:1"), work_dir=tmp_path, max_url_bytes=1000)
+    ctx = ProviderContext(ipfs=KuboRPC("http://127.0.0.1:1"), work_dir=tmp_path, max_url_bytes=1000,
+                          allow_private_urls=True)
     with pytest.raises(StorageError, match="1000-byte limit"):
         await storage("url", ctx).prepare(InputSource(source="url", url=f"{web}{path}", path="/inputs"), tmp_path / "in")
     assert not any((tmp_path / "in").iterdir())
@@ -169,7 +170,8 @@ async def test_url_over_the_size_limit(web, tmp_path, path):
 async def test_url_timeout(web, tmp_path):
     from bacalhau_py.ipfs.client import KuboRPC
 
-    ctx = ProviderContext(ipfs=KuboRPC("http://127.0.0.1:1"), work_dir=tmp_path, fetch_timeout=0.5)
+    ctx = ProviderContext(ipfs=KuboRPC("http://127.0.0.1:1"), work_dir=tmp_path, fetch_timeout=0.5,
+                          allow_private_urls=True)
     started = time.perf_counter()
     with pytest.raises(StorageError, match="longer than 0.5s"):
         await storage("url", ctx).prepare(InputSource(source="url", url=f"{web}/slow", path="/inputs"), tmp_path / "in")

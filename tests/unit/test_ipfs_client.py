@@ -11,13 +11,9 @@ import pytest
 
 from bacalhau_py.errors import UserInputError
 from bacalhau_py.ipfs.client import _extract_tar, _multipart_body, _multipart_length, _multipart_parts, api_url_from
-from bacalhau_py.ipfs.kubo_process import (
-    BodyReader,
-    KuboFailure,
-    parse_duration,
-    receive_multipart,
-    safe_relative,
-)
+from bacalhau_py.ipfs.kubo_http import parse_duration
+from bacalhau_py.ipfs.kubo_upload import BodyReader, receive_multipart, safe_relative
+from bacalhau_py.ipfs.libkubo import KuboFailure
 
 CID = "QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o"
 
