@@ -191,6 +191,9 @@ def create_app(node: NodeService, *, scratch_dir: Path | None = None) -> FastAPI
     async def version() -> dict:
         return {"version": __version__, "peer_id": node.peer_id}
 
+    from bacalhau_py.api.v1 import routes as v1_routes  # it builds on this module (NodeStream, status_for)
+
+    app.include_router(v1_routes(node))
     return app
 
 

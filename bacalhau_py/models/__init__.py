@@ -2,6 +2,7 @@
 
 from bacalhau_py.models.job import Event, Execution, Job
 from bacalhau_py.models.spec import (
+    Constraint,
     Deal,
     Engine,
     InputSource,
@@ -18,5 +19,5 @@ from bacalhau_py.models.states import ExecutionState, JobState, advance_executio
 __all__ = [
     "Deal", "Engine", "Event", "Execution", "ExecutionState", "InputSource", "Job",
     "JobSpec", "JobState", "Resources", "ResultPath", "Task", "advance_execution",
-    "advance_job", "is_cid", "parse_cpu", "parse_size",
+    "advance_job", "is_cid", "parse_cpu", "parse_size", "Constraint",
 ]
