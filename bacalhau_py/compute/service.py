@@ -68,6 +68,7 @@ class _Execution:
     """Set when this node stops the execution itself (shutting down): reported to the requester."""
     done: trio.Event = field(default_factory=trio.Event)
     """Set when its `_run` task has ended (container removed), or when it is dropped unrun."""
+    partition_index: int = 0
 
 
 class ComputeService:
@@ -136,6 +137,7 @@ class ComputeService:
             self._forget(message.execution_id)
             return Ack(ok=False, message=self._stopping)
         if execution.scope is None:
+            execution.partition_index = message.partition_index
             execution.scope = trio.CancelScope()
             assert self._nursery is not None
             self._nursery.start_soon(self._run, message.execution_id, execution)
@@ -340,6 +342,7 @@ class ComputeService:
             outputs=outputs,
             result_dir=result_dir,
             module=module[0] if module else None,
+            partition_index=execution.partition_index,
         )
 
     async def _update(

@@ -49,6 +49,17 @@ class PreparedExecution:
     """Where `stdout` and `stderr` go; published after the run."""
     module: Path | None = None
     """wasm only: the module file fetched from `spec.task.module`."""
+    partition_index: int = 0
+
+    def environment(self) -> dict[str, str]:
+        """The task's env, plus the variables Bacalhau sets for every job (they win over the task's)."""
+        return {
+            **self.spec.task.env,
+            "BACALHAU_JOB_ID": self.job_id,
+            "BACALHAU_EXECUTION_ID": self.execution_id,
+            "BACALHAU_PARTITION_INDEX": str(self.partition_index),
+            "BACALHAU_PARTITION_COUNT": str(self.spec.deal.concurrency),
+        }
 
 
 @dataclass(frozen=True)

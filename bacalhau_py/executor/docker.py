@@ -9,7 +9,8 @@ What a job gets
 - ``spec.task.image``, with ``spec.task.entrypoint`` (when given) replacing the
   image's entrypoint and ``spec.task.command`` (when given) its command.
 - Inputs bind-mounted read-only (a file at a file path, or a folder), outputs
-  bind-mounted writable, ``spec.task.env``, ``spec.task.workdir``.
+  bind-mounted writable, ``execution.environment()`` (the task's env and the
+  ``BACALHAU_*`` job variables), ``spec.task.workdir``.
 - No network unless ``spec.task.network == "full"`` (the default bridge).
 - Limits: memory (swap disabled, so going over it kills the process: exit
   137 with "out of memory" in the message), CPU as nano-CPUs, `PIDS_LIMIT`
@@ -238,7 +239,7 @@ class DockerExecutor:
         options: dict[str, Any] = {
             "image": task.image,
             "command": list(task.command) or None,
-            "environment": dict(task.env),
+            "environment": execution.environment(),
             "working_dir": task.workdir,
             "network_mode": "bridge" if task.network == "full" else "none",
             "mounts": mounts,
