@@ -45,7 +45,7 @@ Tasks:
 
 @pytest.fixture
 async def stack(tmp_path):
-    async with devstack(tmp_path / "stack", 2) as nodes:
+    async with devstack(tmp_path / "stack", 2, node_args=[["--labels", "zone=eu"], ["--labels", "zone=us"]]) as nodes:
         yield nodes
 
 
@@ -115,7 +115,7 @@ async def test_run_a_job_file_and_read_everything_back(bacalhau, stack, tmp_path
     assert code == 0 and "Execution" in out and "BidAccepted" in out, out
 
 
-async def test_stop_id_only_stdin_and_errors(bacalhau):
+async def test_ops_stop_id_only_stdin_and_errors(bacalhau, stack):
     code, out, err = await bacalhau("job", "run", "-", "--id-only", stdin=JOB_YAML.format(count=1, command="sleep 120"))
     assert code == 0, err
     job_id = out.strip()
@@ -127,6 +127,14 @@ async def test_stop_id_only_stdin_and_errors(bacalhau):
     assert json.loads(out)["Job"]["State"]["StateType"] == "Stopped"
     code, out, err = await bacalhau("job", "stop", job_id)
     assert code == 0 and "already Stopped" in err
+
+    # ops: once on every node that meets the constraints.
+    ops = JOB_YAML.format(count=1, command="echo ops").replace("Type: batch\nCount: 1\n", "Type: ops\n")
+    for constraints, expected in (("", stack), ("Constraints:\n  - {Key: zone, Operator: '=', Values: [us]}\n", stack[1:])):
+        code, out, err = await bacalhau("job", "run", "-", "--wait", "--id-only", stdin=constraints + ops)
+        assert code == 0, err
+        code, out, err = await bacalhau("job", "executions", out.strip(), "--output", "json")
+        assert sorted(e["NodeID"] for e in json.loads(out)) == sorted(n.peer_id for n in expected)
 
     code, out, err = await bacalhau("job", "describe", "00000000-no-such-job")
     assert code == 1 and err.startswith("Error: ") and err.count("\n") == 1, err
