@@ -375,10 +375,11 @@ def spec_to_v1(spec: JobSpec, *, job_id: str = "") -> dict[str, Any]:
             "Parameters": list(task.command),
             "EnvironmentVariables": dict(task.env),
         })}
+    cpu, memory, gpu = spec.resources.cpu, spec.resources.memory, spec.resources.gpu
     resources = _drop_empty({
-        "CPU": _number(task_cpu) if (task_cpu := spec.resources.cpu) else None,
-        "Memory": str(spec.resources.memory) if spec.resources.memory else None,
-        "GPU": str(spec.resources.gpu) if spec.resources.gpu else None,
+        "CPU": f"{cpu:g}" if cpu else None,
+        "Memory": str(memory) if memory else None,
+        "GPU": str(gpu) if gpu else None,
     })
     return {
         "ID": job_id,
@@ -527,10 +528,6 @@ def _input_to_v1(source) -> dict[str, Any]:
     else:
         config = {"Type": "inline", "Params": {"URL": f"data:;base64,{source.content}"}}
     return {"Source": config, "Target": source.path}
-
-
-def _number(value: float) -> str:
-    return str(int(value)) if value == int(value) else str(value)
 
 
 def _nanos(at: datetime) -> int:
