@@ -3,7 +3,9 @@
 Every route is a thin translation between HTTP and `NodeService`; the node
 does the work. Errors are `bacalhau_py.errors` everywhere: one handler turns
 them into a status code and `{"error": "<one line>", "kind": "<class name>"}`,
-and `api.client` turns that back into the same exception class.
+and `api.client` turns that back into the same exception class. Bacalhau
+v1's routes (`api/v1/`, included at the end of `create_app`) answer in v1's
+own error body instead, since v1 clients read that one.
 """
 
 from __future__ import annotations

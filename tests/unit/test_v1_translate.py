@@ -119,7 +119,10 @@ def test_ops_job_runs_on_every_matching_node():
             {"Source": {"Type": "localDirectory", "Params": {"SourcePath": "/x"}}, "Target": "/in"}]),
          "Job.Tasks[0].InputSources[0].Source.Type"),
         (lambda j: j["Tasks"][0].update(InputSources=[
-            {"Source": {"Type": "ipfs", "Params": {"CID": "nope"}}, "Target": "/in"}]), "Job.inputs.0.cid"),
+            {"Source": {"Type": "ipfs", "Params": {"CID": "nope"}}, "Target": "/in"}]), "Job.Tasks[0].InputSources[0].cid"),
+        (lambda j: j["Tasks"][0].update(ResultPaths=[{"Name": "stdout", "Path": "/o"}]), "Job.Tasks[0].ResultPaths[0].name"),
+        (lambda j: j["Tasks"][0].update(Resources={"Memory": "lots"}), "Job.Tasks[0].Resources.Memory"),
+        (lambda j: j.update(Count=1000), "Job.Count"),
         (lambda j: j.update(Constraints=[{"Key": "a", "Operator": "gt", "Values": ["x"]}]), "Job.Constraints[0]"),
         (lambda j: j.update(Constraints=[{"Key": "a", "Operator": "~", "Values": []}]), "Job.Constraints[0].operator"),
     ],

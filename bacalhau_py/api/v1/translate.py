@@ -115,7 +115,42 @@ def job_from_v1(data: Any, *, matching_nodes: int | None = None) -> Submission:
     try:
         return Submission(JobSpec.model_validate(spec), warnings)
     except ValidationError as error:
-        raise UserInputError(describe_validation_error(error, prefix="Job")) from None
+        raise UserInputError(_v1_problem(error)) from None
+
+
+# Where each of our spec's fields came from in the v1 job, for error messages.
+_V1_FIELDS = {
+    ("task", "image"): "Tasks[0].Engine.Params.Image",
+    ("task", "entrypoint"): "Tasks[0].Engine.Params.Entrypoint",
+    ("task", "command"): "Tasks[0].Engine.Params.Parameters",
+    ("task", "env"): "Tasks[0].Env",
+    ("task", "workdir"): "Tasks[0].Engine.Params.WorkingDirectory",
+    ("task", "module"): "Tasks[0].Engine.Params.EntryModule",
+    ("task",): "Tasks[0].Engine",
+    ("inputs",): "Tasks[0].InputSources",
+    ("outputs",): "Tasks[0].ResultPaths",
+    ("resources", "cpu"): "Tasks[0].Resources.CPU",
+    ("resources", "memory"): "Tasks[0].Resources.Memory",
+    ("resources", "gpu"): "Tasks[0].Resources.GPU",
+    ("timeout",): "Tasks[0].Timeouts.ExecutionTimeout",
+    ("deal", "concurrency"): "Count",
+    ("deal",): "Count",
+}
+
+
+def _v1_problem(error: ValidationError) -> str:
+    """Our spec's first validation problem, located in the v1 job the user wrote."""
+    first = error.errors()[0]
+    location = tuple(str(part) for part in first["loc"])
+    for length in (2, 1):
+        if location[:length] in _V1_FIELDS:
+            rest = [f"[{p}]" if p.isdigit() else f".{p}" for p in location[length:]]
+            where = "Job." + _V1_FIELDS[location[:length]] + "".join(rest)
+            break
+    else:
+        where = ".".join(("Job", *location))
+    problem = describe_validation_error(error).split(": ", 1)[1]
+    return f"{where}: {problem}"
 
 
 def _task(data: Any, where: str, warnings: list[str]) -> dict[str, Any]:
