@@ -125,7 +125,7 @@ async def test_constraints_pick_nodes_by_label(api):
     assert "constraint zone" in got["Job"]["State"]["Message"]
 
 
-async def test_errors_in_v1_shape_and_the_node_keeps_serving(api):
+async def test_errors_in_v1_shape_and_the_node_keeps_serving(api, node):
     bad = v1_job("true")
     bad["Tasks"][0]["Resources"] = {"Disk": "10Gb"}
     response = await api.put(f"{V1}/jobs", json={"Job": bad})
@@ -139,6 +139,15 @@ async def test_errors_in_v1_shape_and_the_node_keeps_serving(api):
     assert response.status_code == 404 and response.json()["Code"] == "NotFound"
     response = await api.get(f"{V1}/jobs", params={"next_token": "forged"})
     assert response.status_code == 400 and response.json()["Message"].startswith("next_token:")
+    response = await api.get(f"{V1}/jobs", params={"limit": "-1"})
+    assert response.status_code == 400 and response.json()["Message"].startswith("query.limit:")
+    response = await api.get(f"{V1}/jobs/00000000-no-such-job", params={"include": "secrets"})
+    assert response.status_code == 404
+    host, port = node.api_address
+    async with open_websocket_url(f"ws://{host}:{port}{V1}/jobs/00000000-no-such-job/logs") as websocket:
+        with trio.fail_after(30):
+            message = json.loads(await websocket.get_message())
+    assert "00000000-no-such-job" in message["error"]
     assert (await api.get("/api/v1/agent/alive")).json() == {"Status": "OK"}
 
 
