@@ -340,9 +340,9 @@ class ComputeService:
             spec=spec,
             inputs=[m for m in mounts if m is not None],
             outputs=outputs,
+            partition_index=execution.partition_index,
             result_dir=result_dir,
             module=module[0] if module else None,
-            partition_index=execution.partition_index,
         )
 
     async def _update(

@@ -9,7 +9,7 @@ What a job sees
 - argv: ``[basename of spec.task.module.path, *spec.task.command]``. The name
   comes from the spec, not from the host file, so that it is the same on every
   node.
-- env: exactly ``execution.environment()``: ``spec.task.env`` and the
+- env: exactly ``job_environment(execution)``: ``spec.task.env`` and the
   ``BACALHAU_*`` job variables (nothing is inherited from the node).
 - stdout / stderr: ``result_dir/stdout`` and ``result_dir/stderr`` (written by
   wasmtime itself), each cut to `MAX_LOG_BYTES` after the run. A program whose
@@ -87,7 +87,7 @@ import wasmtime
 
 from bacalhau_py.context import ProviderContext
 from bacalhau_py.errors import ExecutorError
-from bacalhau_py.executor.base import MAX_LOG_BYTES, Mount, PreparedExecution, RunResult
+from bacalhau_py.executor.base import MAX_LOG_BYTES, Mount, PreparedExecution, RunResult, job_environment
 
 WASI = "wasi_snapshot_preview1"
 
@@ -420,7 +420,7 @@ class _Run:
         wasi = wasmtime.WasiConfig()
         module_name = posixpath.basename(spec.task.module.path) if spec.task.module else ""
         wasi.argv = [module_name or "main.wasm", *spec.task.command]
-        wasi.env = sorted(execution.environment().items())
+        wasi.env = sorted(job_environment(execution).items())
         # Files written by wasmtime itself, not a Python callback: a callback
         # runs on wasmtime's own (tokio) threads, and one that fires while the
         # interpreter exits aborts the whole process.

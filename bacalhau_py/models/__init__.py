@@ -17,7 +17,7 @@ from bacalhau_py.models.spec import (
 from bacalhau_py.models.states import ExecutionState, JobState, advance_execution, advance_job
 
 __all__ = [
-    "Deal", "Engine", "Event", "Execution", "ExecutionState", "InputSource", "Job",
+    "Constraint", "Deal", "Engine", "Event", "Execution", "ExecutionState", "InputSource", "Job",
     "JobSpec", "JobState", "Resources", "ResultPath", "Task", "advance_execution",
-    "advance_job", "is_cid", "parse_cpu", "parse_size", "Constraint",
+    "advance_job", "is_cid", "parse_cpu", "parse_size",
 ]
