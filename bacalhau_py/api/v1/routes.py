@@ -64,9 +64,6 @@ def routes(node: NodeService) -> APIRouter:
     One router, so one `dependencies=[...]` where it is included covers every route."""
     router = APIRouter(prefix="/api/v1", route_class=V1Route)
 
-    async def job_of(job_id: str) -> Job:
-        return await node.get_job(job_id)
-
     @router.put("/orchestrator/jobs")
     @router.post("/orchestrator/jobs")
     async def put_job(request: Request) -> dict:
@@ -96,7 +93,7 @@ def routes(node: NodeService) -> APIRouter:
 
     @router.get("/orchestrator/jobs/{job_id}")
     async def get_job(job_id: str, include: str = "", limit: int = Query(0, ge=0)) -> dict:
-        job = await job_of(job_id)
+        job = await node.get_job(job_id)
         answer: dict[str, Any] = {"Job": translate.job_to_v1(job)}
         wanted = {part.strip() for part in include.split(",") if part.strip()}
         unknown = wanted - {"executions", "history"}
@@ -111,13 +108,13 @@ def routes(node: NodeService) -> APIRouter:
 
     @router.delete("/orchestrator/jobs/{job_id}")
     async def stop_job(job_id: str, reason: str = "") -> dict:
-        job = await job_of(job_id)
+        job = await node.get_job(job_id)
         await node.cancel(job.id)
         return {"EvaluationID": str(uuid.uuid4())}
 
     @router.get("/orchestrator/jobs/{job_id}/executions")
     async def executions(job_id: str, limit: int = Query(0, ge=0), reverse: bool = False) -> dict:
-        items = _executions(await job_of(job_id), 0)
+        items = _executions(await node.get_job(job_id), 0)
         if reverse:
             items.reverse()
         return {"Items": items[:limit] if limit else items, "NextToken": ""}
@@ -126,7 +123,7 @@ def routes(node: NodeService) -> APIRouter:
     async def history(job_id: str, event_type: str = "all", execution_id: str = "", node_id: str = "") -> dict:
         if event_type not in ("all", "job", "execution"):
             raise UserInputError(f"event_type: {event_type!r} is not known (expected all, job or execution)")
-        items = translate.history_to_v1(await job_of(job_id))
+        items = translate.history_to_v1(await node.get_job(job_id))
         if event_type != "all":
             items = [i for i in items if i["Type"] == ("JobLevel" if event_type == "job" else "ExecutionLevel")]
         if execution_id:
@@ -137,7 +134,7 @@ def routes(node: NodeService) -> APIRouter:
 
     @router.get("/orchestrator/jobs/{job_id}/results")
     async def results(job_id: str) -> dict:
-        return {"Items": translate.results_to_v1(await job_of(job_id)), "NextToken": ""}
+        return {"Items": translate.results_to_v1(await node.get_job(job_id)), "NextToken": ""}
 
     @router.websocket("/orchestrator/jobs/{job_id}/logs")
     async def logs(websocket: WebSocket, job_id: str, follow: bool = False) -> None:
@@ -146,7 +143,7 @@ def routes(node: NodeService) -> APIRouter:
     @router.get("/orchestrator/jobs/{job_id}/logs")
     async def logs_http(job_id: str, follow: bool = False) -> Response:
         # The same messages as the websocket, one JSON per line, for plain HTTP clients (curl, our CLI).
-        job = await job_of(job_id)
+        job = await node.get_job(job_id)
         return NodeStream(partial(_ndjson_logs, node, job.id, follow), "application/x-ndjson")
 
     @router.get("/orchestrator/nodes")
