@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 
 import httpx
@@ -91,6 +92,17 @@ async def test_submit_read_back_results_and_logs(api, node):
             while len(streamed) < 2:
                 streamed.append(json.loads(await websocket.get_message())["value"])
     assert {(m["Type"], m["Line"]) for m in streamed} == {(1, expected), (2, "oops\n")}
+
+
+async def test_a_wasm_job_with_an_inline_module(api, wasm_modules):
+    module = "data:application/wasm;base64," + base64.b64encode(wasm_modules["hello"].read_bytes()).decode()
+    job_id = await submit(api, {"Type": "batch", "Tasks": [{"Name": "main", "Engine": {"Type": "wasm", "Params": {
+        "EntryModule": {"Source": {"Type": "inline", "Params": {"URL": module}}, "Target": "/app/hello.wasm"},
+        "EntryPoint": "_start",
+    }}}]})
+    assert (await finished(api, job_id))["Job"]["State"]["StateType"] == "Completed"
+    lines = [json.loads(line) for line in (await api.get(f"{V1}/jobs/{job_id}/logs")).text.splitlines()]
+    assert [m["value"]["Line"] for m in lines] == ["hello world\n"]
 
 
 async def test_list_pages_newest_first(api):
