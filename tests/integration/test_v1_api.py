@@ -172,3 +172,6 @@ async def test_agent_and_nodes(api, node):
     assert "docker" in me["Info"]["ComputeNodeInfo"]["ExecutionEngines"]
     nodes = (await api.get(f"{V1}/nodes")).json()
     assert [n["Info"]["NodeID"] for n in nodes["Items"]] == [node.peer_id]
+    assert (await api.get(f"{V1}/nodes/{node.peer_id}")).json()["Node"]["Info"]["NodeID"] == node.peer_id
+    response = await api.get(f"{V1}/nodes/QmNoSuchNode")
+    assert response.status_code == 404 and response.json()["Code"] == "NotFound"

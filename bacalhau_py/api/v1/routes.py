@@ -24,7 +24,7 @@ from bacalhau_py import __version__
 from bacalhau_py.api.app import NodeStream, status_for
 from bacalhau_py.api.service import NodeService
 from bacalhau_py.api.v1 import translate
-from bacalhau_py.errors import BacalhauError, UserInputError
+from bacalhau_py.errors import BacalhauError, NotFound, UserInputError
 from bacalhau_py.models import Job
 
 MAX_LIST = 10_000
@@ -150,6 +150,13 @@ def routes(node: NodeService) -> APIRouter:
     async def nodes(limit: int = Query(0, ge=0)) -> dict:
         items = [translate.node_to_v1(info) for info in await node.known_nodes()]
         return {"Items": items[:limit] if limit else items, "NextToken": ""}
+
+    @router.get("/orchestrator/nodes/{peer_id}")
+    async def get_node(peer_id: str) -> dict:
+        for info in await node.known_nodes():
+            if info.peer_id == peer_id:
+                return {"Node": translate.node_to_v1(info)}
+        raise NotFound(f"node {peer_id[:64]!r} is not known to this node")
 
     @router.get("/agent/alive")
     async def alive() -> dict:
