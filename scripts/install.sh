@@ -49,6 +49,15 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   touch "$stamp"
 fi
 
+# Bacalhau's own Python SDK in a venv of its own (it pins its own
+# dependencies): tests/integration/test_v1_sdk.py drives a node with it.
+if [ ! -x .venv-sdk/bin/python ]; then
+  "$PYTHON" -m venv .venv-sdk
+fi
+if ! .venv-sdk/bin/python -c 'import importlib.metadata as m; assert (m.version("bacalhau-sdk"), m.version("bacalhau-apiclient")) == ("1.4.2", "1.4.1")' 2>/dev/null; then
+  .venv-sdk/bin/pip install -q --disable-pip-version-check bacalhau-sdk==1.4.2 bacalhau-apiclient==1.4.1
+fi
+
 # The busybox image: tagged `busybox:latest`, the name users write.
 if ! docker image inspect busybox:latest >/dev/null 2>&1; then
   root=$(mktemp -d)

@@ -3,7 +3,9 @@
 Every route is a thin translation between HTTP and `NodeService`; the node
 does the work. Errors are `bacalhau_py.errors` everywhere: one handler turns
 them into a status code and `{"error": "<one line>", "kind": "<class name>"}`,
-and `api.client` turns that back into the same exception class.
+and `api.client` turns that back into the same exception class. Bacalhau
+v1's routes (`api/v1/`, included at the end of `create_app`) answer in v1's
+own error body instead, since v1 clients read that one.
 """
 
 from __future__ import annotations
@@ -225,6 +227,9 @@ def create_app(
     async def version() -> dict:
         return {"version": __version__, "peer_id": node.peer_id}
 
+    from bacalhau_py.api.v1 import routes as v1_routes  # it builds on this module (NodeStream, status_for)
+
+    app.include_router(v1_routes(node))
     return app
 
 

@@ -172,6 +172,12 @@ class APIClient:
     def version(self) -> dict[str, Any]:
         return self._json("GET", "/version")
 
+    # Bacalhau v1's orchestrator API (`bacalhau job ...`)
+
+    def orchestrator(self, method: str, path: str, *, params: dict[str, Any] | None = None, body: Any = None) -> Any:
+        """`METHOD /api/v1/orchestrator/PATH` with a JSON body; its JSON answer in v1's shapes."""
+        return self._json(method, "/orchestrator/" + path.lstrip("/"), params=params, json_body=body)
+
     # plumbing
 
     def _json(self, method: str, path: str, *, json_body: Any = None, **kwargs: Any) -> Any:
@@ -287,6 +293,9 @@ def _body(status: int, data: bytes, path: str) -> dict[str, Any]:
         body = None
     if isinstance(body, dict) and "error" in body:
         return body
+    if isinstance(body, dict) and isinstance(body.get("Message"), str):
+        # Bacalhau v1's error body (the orchestrator routes): `Code` is our error's class name.
+        return {"error": body["Message"], "kind": body.get("Code")}
     return {"error": f"HTTP {status} from {PREFIX + path}: {data[:200].decode(errors='replace')}"}
 
 

@@ -34,6 +34,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "node": ("bacalhau_py.cli.node:node", "Nodes: 'node list', 'node approve|reject PEER_ID'."),
     "id": ("bacalhau_py.cli.node:node_id", "The connected node's peer ID and addresses, and your client ID."),
     "version": ("bacalhau_py.cli.node:version", "Client and server versions."),
+    "job": ("bacalhau_py.cli.job:job", "Bacalhau v1 jobs: 'job run FILE', describe, list, logs, executions, history, get, stop, validate."),
 }
 
 

@@ -66,6 +66,9 @@ class BidStrategy:
         for key, value in spec.selector.items():
             if self.policy.labels.get(key) != value:
                 return Refusal(f"node labels do not match selector {key}={value}")
+        for constraint in spec.constraints:
+            if not constraint.matches(self.policy.labels):
+                return Refusal(f"node labels do not meet constraint {constraint.key} {constraint.operator} {constraint.values}")
         for source in spec.inputs:
             if source.source not in self.storages:
                 return Refusal(f"input source {source.source} is not available on this node")

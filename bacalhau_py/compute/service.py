@@ -86,6 +86,7 @@ class _Execution:
     client_id: str = ""
     image_id: str | None = None
     """docker: the image that runs, as checked against the admission policy."""
+    partition_index: int = 0
 
     def advance(self, state: ExecutionState) -> None:
         self.state = advance_execution(self.state, state)
@@ -181,6 +182,7 @@ class ComputeService:
         if self._stopping is not None:
             self._end(message.execution_id, E.CANCELLED)
             return Ack(ok=False, message=self._stopping)
+        execution.partition_index = message.partition_index
         execution.advance(E.BID_ACCEPTED)
         assert self._nursery is not None
         self._nursery.start_soon(self._run, message.execution_id, execution)
@@ -458,6 +460,7 @@ class ComputeService:
             spec=self.limits.applied(spec),
             inputs=[m for m in mounts if m is not None],
             outputs=outputs,
+            partition_index=execution.partition_index,
             result_dir=result_dir,
             module=module[0] if module else None,
             imports=tuple(path for path in imports if path is not None),

@@ -47,6 +47,8 @@ class PreparedExecution:
     """Writable empty folders, one per `spec.outputs`, inside `result_dir/<name>`."""
     result_dir: Path
     """Where `stdout` and `stderr` go; published after the run."""
+    partition_index: int = 0
+    """Which of the job's `deal.concurrency` executions this is, from 0."""
     module: Path | None = None
     """wasm only: the module file fetched from `spec.task.module`."""
     imports: tuple[Path, ...] = ()
@@ -74,3 +76,14 @@ class Executor(Protocol):
         cancel scope) stops the container or wasm instance and releases it
         before the `Cancelled` propagates.
         """
+
+
+def job_environment(execution: PreparedExecution) -> dict[str, str]:
+    """The env a job runs with: its task's env plus the variables Bacalhau sets for every job (these win)."""
+    return {
+        **execution.spec.task.env,
+        "BACALHAU_JOB_ID": execution.job_id,
+        "BACALHAU_EXECUTION_ID": execution.execution_id,
+        "BACALHAU_PARTITION_INDEX": str(execution.partition_index),
+        "BACALHAU_PARTITION_COUNT": str(execution.spec.deal.concurrency),
+    }

@@ -9,7 +9,8 @@ What a job gets
 - ``spec.task.image``, with ``spec.task.entrypoint`` (when given) replacing the
   image's entrypoint and ``spec.task.command`` (when given) its command.
 - Inputs bind-mounted read-only (a file at a file path, or a folder), outputs
-  bind-mounted writable, ``spec.task.env``, ``spec.task.workdir``.
+  bind-mounted writable, ``job_environment(execution)`` (the task's env and the
+  ``BACALHAU_*`` job variables), ``spec.task.workdir``.
 - No network unless ``spec.task.network == "full"`` (the default bridge).
 - Limits: memory (swap disabled, so going over it kills the process, and
   the run fails with "killed for using more than N of memory"), CPU as
@@ -67,7 +68,14 @@ import trio
 
 from bacalhau_py.context import ProviderContext
 from bacalhau_py.errors import BacalhauError, ExecutorError
-from bacalhau_py.executor.base import CONTAINER_LABEL, MAX_LOG_BYTES, PreparedExecution, RunResult, live_log
+from bacalhau_py.executor.base import (
+    CONTAINER_LABEL,
+    MAX_LOG_BYTES,
+    PreparedExecution,
+    RunResult,
+    job_environment,
+    live_log,
+)
 from bacalhau_py.models.image import ImageIdentity, ImageRef, parse_image
 from bacalhau_py.models.spec import describe_size
 
@@ -276,7 +284,7 @@ class DockerExecutor:
         options: dict[str, Any] = {
             "image": image_id,
             "command": list(task.command) or None,
-            "environment": dict(task.env),
+            "environment": job_environment(execution),
             "working_dir": task.workdir,
             "network_mode": "bridge" if task.network == "full" else "none",
             "mounts": mounts,

@@ -9,7 +9,8 @@ What a job sees
 - argv: ``[basename of spec.task.module.path, *spec.task.command]``. The name
   comes from the spec, not from the host file, so that it is the same on every
   node.
-- env: exactly ``spec.task.env`` (nothing is inherited from the node).
+- env: exactly ``job_environment(execution)``: ``spec.task.env`` and the
+  ``BACALHAU_*`` job variables (nothing is inherited from the node).
 - stdout / stderr: ``result_dir/stdout`` and ``result_dir/stderr`` (written by
   wasmtime itself), each cut to `MAX_LOG_BYTES` after the run. A program whose
   output passes `MAX_OUTPUT_BYTES` in all is stopped (exit 134), so a program
@@ -51,7 +52,9 @@ What a job sees
 
 Determinism
 -----------
-By default a run is a pure function of (module, argv, env, inputs, job ID):
+By default a run is a pure function of (module, argv, env, inputs, job ID)
+(env includes BACALHAU_EXECUTION_ID and BACALHAU_PARTITION_INDEX, which differ
+between a job's executions; a program that prints them differs too):
 ``clock_time_get`` returns a virtual clock (every clock starts at the fixed
 instant `VIRTUAL_EPOCH_NS` (realtime) / 0 (monotonic, cpu time) and advances by
 `VIRTUAL_TICK_NS` on each read, so "wait until t+1s" loops still end), and
@@ -90,7 +93,7 @@ import wasmtime
 
 from bacalhau_py.context import ProviderContext
 from bacalhau_py.errors import ExecutorError
-from bacalhau_py.executor.base import MAX_LOG_BYTES, Mount, PreparedExecution, RunResult
+from bacalhau_py.executor.base import MAX_LOG_BYTES, Mount, PreparedExecution, RunResult, job_environment
 
 WASI = "wasi_snapshot_preview1"
 
@@ -423,7 +426,7 @@ class _Run:
         wasi = wasmtime.WasiConfig()
         module_name = posixpath.basename(spec.task.module.path) if spec.task.module else ""
         wasi.argv = [module_name or "main.wasm", *spec.task.command]
-        wasi.env = sorted(spec.task.env.items())
+        wasi.env = sorted(job_environment(execution).items())
         # Files written by wasmtime itself, not a Python callback: a callback
         # runs on wasmtime's own (tokio) threads, and one that fires while the
         # interpreter exits aborts the whole process.

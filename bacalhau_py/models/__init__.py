@@ -2,6 +2,7 @@
 
 from bacalhau_py.models.job import Event, Execution, Job
 from bacalhau_py.models.spec import (
+    Constraint,
     Deal,
     Engine,
     InputSource,
@@ -17,7 +18,7 @@ from bacalhau_py.models.spec import (
 from bacalhau_py.models.states import ExecutionState, JobState, advance_execution, advance_job
 
 __all__ = [
-    "Deal", "Engine", "Event", "Execution", "ExecutionState", "InputSource", "Job",
+    "Constraint", "Deal", "Engine", "Event", "Execution", "ExecutionState", "InputSource", "Job",
     "JobSpec", "JobState", "Resources", "ResultPath", "Task", "advance_execution",
     "advance_job", "is_cid", "parse_cpu", "parse_size", "WasmImport",
 ]

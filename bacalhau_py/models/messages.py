@@ -98,6 +98,8 @@ class BidDecision(_Message):
     execution_id: str
     accepted: bool
     reason: str = ""
+    partition_index: int = 0
+    """Which of the job's `deal.concurrency` executions this is (the job sees BACALHAU_PARTITION_INDEX)."""
 
 
 class ExecutionUpdate(_Message):

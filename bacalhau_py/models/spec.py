@@ -307,6 +307,53 @@ class Task(Frozen):
         return self
 
 
+class Constraint(Frozen):
+    """A rule on node labels that a node must meet to run the job (Bacalhau's label selector)."""
+
+    key: str
+    operator: Literal["=", "==", "!=", "exists", "!", "in", "notin", "gt", "lt"]
+    values: list[str] = []
+
+    @model_validator(mode="after")
+    def _arity(self) -> "Constraint":
+        if self.operator in ("exists", "!") and self.values:
+            raise ValueError(f"operator {self.operator!r} takes no values")
+        if self.operator in ("=", "==", "!=", "gt", "lt") and len(self.values) != 1:
+            raise ValueError(f"operator {self.operator!r} takes exactly one value")
+        if self.operator in ("in", "notin") and not self.values:
+            raise ValueError(f"operator {self.operator!r} takes one or more values")
+        if self.operator in ("gt", "lt"):
+            try:
+                int(self.values[0])
+            except ValueError:
+                raise ValueError(f"operator {self.operator!r} takes an integer, got {self.values[0]!r}") from None
+        return self
+
+    def matches(self, labels: dict[str, str]) -> bool:
+        """True if a node with these labels meets the rule (Kubernetes' label-selector semantics)."""
+        present = self.key in labels
+        value = labels.get(self.key)
+        if self.operator in ("=", "=="):
+            return value == self.values[0]
+        if self.operator == "!=":
+            return value != self.values[0]
+        if self.operator == "exists":
+            return present
+        if self.operator == "!":
+            return not present
+        if self.operator == "in":
+            return value in self.values
+        if self.operator == "notin":
+            return value not in self.values
+        try:
+            number = int(value) if value is not None else None
+        except ValueError:
+            return False
+        if number is None:
+            return False
+        return number > int(self.values[0]) if self.operator == "gt" else number < int(self.values[0])
+
+
 class JobSpec(Frozen):
     """The whole job as submitted. `outputs` always has a volume at /outputs (default name `outputs`)."""
 
@@ -322,6 +369,12 @@ class JobSpec(Frozen):
     selector: dict[str, str] = {}
     retries: Annotated[int, Field(ge=0, le=100)] = DEFAULT_RETRIES
     """How many times the job is rescheduled when a node running it is lost (never when its program fails)."""
+    constraints: list[Constraint] = []
+    name: str = ""
+    namespace: str = ""
+    meta: dict[str, str] = {}
+    job_type: Literal["batch", "ops"] = "batch"
+    """ops: once on every node that matches (Bacalhau's ops jobs); batch: `deal.concurrency` nodes."""
 
     @field_validator("outputs")
     @classmethod

@@ -354,8 +354,10 @@ class RequesterService:
         # Off the critical path: the surplus bidders release their capacity.
         self._nursery.start_soon(self._reject, job, extra + unread, "enough bids were accepted")
 
-        async def accept(peer_id: str, execution_id: str) -> None:
-            decision = BidDecision(job_id=job.id, execution_id=execution_id, accepted=True)
+        async def accept(peer_id: str, execution_id: str, partition_index: int) -> None:
+            decision = BidDecision(
+                job_id=job.id, execution_id=execution_id, accepted=True, partition_index=partition_index
+            )
             try:
                 reply = await self.transport.request(peer_id, decision)
                 if isinstance(reply, Ack) and not reply.ok:
@@ -364,8 +366,8 @@ class RequesterService:
                 await self.store.set_execution_state(job.id, execution_id, E.FAILED, f"could not start: {error}")
 
         async with trio.open_nursery() as nursery:
-            for peer_id, execution_id in accepted:
-                nursery.start_soon(accept, peer_id, execution_id)
+            for partition_index, (peer_id, execution_id) in enumerate(accepted):
+                nursery.start_soon(accept, peer_id, execution_id, partition_index)
         return True
 
     async def _reattach(self, job: Job) -> bool:

@@ -119,6 +119,16 @@ async def test_env_is_exactly_the_spec_env(executor, wasm_modules, tmp_path):
     assert out(execution) == "GREETING=hello there\nEMPTY=\nPATH unset\nHOME unset\n"
 
 
+async def test_job_sees_bacalhau_variables(executor, wasm_modules, tmp_path):
+    names = ["BACALHAU_JOB_ID", "BACALHAU_EXECUTION_ID", "BACALHAU_PARTITION_INDEX", "BACALHAU_PARTITION_COUNT"]
+    execution = make_execution(tmp_path, wasm_modules["env"], command=names, job_id="job-env")
+    assert (await executor.run(execution)).exit_code == 0
+    assert out(execution) == (
+        f"BACALHAU_JOB_ID=job-env\nBACALHAU_EXECUTION_ID={execution.execution_id}\n"
+        "BACALHAU_PARTITION_INDEX=0\nBACALHAU_PARTITION_COUNT=1\n"
+    )
+
+
 @pytest.mark.parametrize("code", [0, 3, 42, 255])
 async def test_exit_code(executor, wasm_modules, tmp_path, code):
     execution = make_execution(tmp_path, wasm_modules["exit_code"], command=[str(code)])

@@ -53,7 +53,10 @@ def test_task_fields_and_resources(tmp_path):
     )
     assert created["entrypoint"] == ["/bin/sh", "-c"]
     assert created["command"] == ["echo hi"]
-    assert created["environment"] == {"A": "1"}
+    assert created["environment"] == {
+        "A": "1", "BACALHAU_JOB_ID": "job-1", "BACALHAU_EXECUTION_ID": "exec-1",
+        "BACALHAU_PARTITION_INDEX": "0", "BACALHAU_PARTITION_COUNT": "1",
+    }
     assert created["working_dir"] == "/w"
     assert created["network_mode"] == "bridge"
     assert created["nano_cpus"] == 500_000_000
