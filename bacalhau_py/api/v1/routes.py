@@ -142,8 +142,8 @@ def routes(node: NodeService) -> APIRouter:
         return {"Items": translate.results_to_v1(job), "NextToken": ""}
 
     @router.websocket("/orchestrator/jobs/{job_id}/logs")
-    async def logs(websocket: WebSocket, job_id: str, follow: bool = False) -> None:
-        await _stream_logs(node, websocket, job_id, follow)
+    async def logs(websocket: WebSocket, job_id: str, follow: bool = False, who: Caller = Depends(caller)) -> None:
+        await _stream_logs(node, websocket, job_id, follow, who)
 
     @router.get("/orchestrator/jobs/{job_id}/logs")
     async def logs_http(follow: bool = False, job: Job = Depends(owned_job)) -> Response:
@@ -220,11 +220,14 @@ async def _ndjson_logs(node: NodeService, job_id: str, follow: bool) -> AsyncIte
             yield (json.dumps(message) + "\n").encode()
 
 
-async def _stream_logs(node: NodeService, websocket: WebSocket, job_id: str, follow: bool) -> None:
-    """v1.4's log stream: a websocket of `{"value": {"Type", "Line"}}` messages, an `error` on failure."""
+async def _stream_logs(node: NodeService, websocket: WebSocket, job_id: str, follow: bool, who: Caller) -> None:
+    """v1.4's log stream: a websocket of `{"value": {"Type", "Line"}}` messages, an `error` on failure.
+
+    Errors (an unknown job, another client's) come in the stream, as v1 sends them."""
     await websocket.accept()
     try:
         job = await node.get_job(job_id)
+        node.access.check_owner(who, job)
     except BacalhauError as error:
         await websocket.send_json({"value": {"Type": 0, "Line": ""}, "error": str(error)})
     else:
