@@ -274,6 +274,10 @@ class JobSpec(Frozen):
     publisher: str = "ipfs"
     labels: list[str] = []
     selector: dict[str, str] = {}
+    memo: bool | None = None
+    """Serve the job from a receipt of the same instruction: None decides by its inputs (workflow/instruction.py)."""
+    nonce: Annotated[str, Field(max_length=256)] | None = None
+    """The IPVM `nnc`: a different nonce makes the same work a different instruction (run again)."""
 
     @field_validator("outputs")
     @classmethod
