@@ -23,10 +23,11 @@ from bacalhau_py.compute.capacity import ZERO, Capacity, CapacityTracker
 from bacalhau_py.compute.service import ComputeService
 from bacalhau_py.context import ProviderContext
 from bacalhau_py.directory import NodeDirectory
-from bacalhau_py.errors import BacalhauError, InvalidMessage, UserInputError
+from bacalhau_py.errors import BacalhauError, InvalidMessage, NotFound, UserInputError
 from bacalhau_py.executor import EXECUTORS
 from bacalhau_py.ipfs.base import IPFSClient, IPFSIdentity
 from bacalhau_py.jobstore import JobStore
+from bacalhau_py.jobstore.workflows import WorkflowStore
 from bacalhau_py.models import Job, JobSpec
 from bacalhau_py.models.messages import (
     Ack,
@@ -41,15 +42,21 @@ from bacalhau_py.models.messages import (
     Message,
     NodeInfo,
     NodeInfoRequest,
+    ReceiptAnnounce,
+    ReceiptRequest,
     ResultProposal,
     RevealRequest,
 )
+from bacalhau_py.models.receipt import Receipt
+from bacalhau_py.models.workflow import Workflow, WorkflowTask
 from bacalhau_py.publisher import PUBLISHERS
 from bacalhau_py.requester.results import ResultFetcher
 from bacalhau_py.requester.service import RequesterService, RequesterTimeouts
 from bacalhau_py.results import STDERR, STDOUT, decode_log_frames
 from bacalhau_py.storage import STORAGES
 from bacalhau_py.transport.base import Transport
+from bacalhau_py.workflow.memo import ReceiptBook
+from bacalhau_py.workflow.runner import WorkflowRunner
 
 log = logging.getLogger("bacalhau_py.node")
 
@@ -107,6 +114,8 @@ class Node:
         except OSError as error:
             raise BacalhauError(f"cannot use {repo} as the node's repo: {error.strerror}") from None
         self.store = await trio.to_thread.run_sync(JobStore.open, repo / "jobs.sqlite")
+        self.workflow_store = await trio.to_thread.run_sync(WorkflowStore.open, repo / "jobs.sqlite")
+        self.workflows: WorkflowRunner | None = None
         try:
             async with trio.open_nursery() as nursery:
                 self.ipfs = await self._start_ipfs(nursery)
@@ -129,6 +138,15 @@ class Node:
                     timeout=config.fetch_timeout,
                 )
                 self.compute = await self._build_compute(ctx) if "compute" in config.node_types else None
+                from bacalhau_py.transport.libp2p import load_or_create_identity
+
+                # The transport's own key (the same file): receipts are signed as envelopes are.
+                self.receipts = ReceiptBook(
+                    transport=self.transport,
+                    store=self.workflow_store,
+                    directory=self.directory,
+                    key_pair=await trio.to_thread.run_sync(load_or_create_identity, repo),
+                )
                 self.requester = (
                     RequesterService(
                         transport=self.transport,
@@ -136,19 +154,29 @@ class Node:
                         directory=self.directory,
                         results=self.result_fetcher,
                         timeouts=config.timeouts,
+                        receipts=self.receipts,
                     )
                     if "requester" in config.node_types
                     else None
                 )
+                if self.requester:
+                    self.workflows = WorkflowRunner(
+                        store=self.workflow_store,
+                        jobs=self.store,
+                        submit=self.requester.submit,
+                        results=self.result_fetcher,
+                        ipfs=self.ipfs,
+                    )
                 await nursery.start(self._serve_transport)
                 if self.compute:
                     await nursery.start(self.compute.serve)
                 if self.requester:
                     await nursery.start(self.requester.serve)
+                    await nursery.start(self.workflows.serve)
                 await self._join(config.peers)
                 nursery.start_soon(self._announce_forever)
                 if self.requester:
-                    nursery.start_soon(self.requester.resume, ANNOUNCE_EVERY_SECONDS)
+                    nursery.start_soon(self._resume, ANNOUNCE_EVERY_SECONDS)
 
                 from bacalhau_py.api.app import serve_api
 
@@ -165,6 +193,12 @@ class Node:
                 if self.ipfs is not None:
                     await self.ipfs.aclose()
                 self.store.close()
+                self.workflow_store.close()
+
+    async def _resume(self, settle: float) -> None:
+        # Jobs first: the workflows follow them.
+        await self.requester.resume(settle)
+        await self.workflows.resume()
 
     async def _check_serving(self) -> None:
         """Ready means serving: the API answers a request over TCP and IPFS answers too.
@@ -368,6 +402,8 @@ class Node:
                 return await compute.on_reveal_request(sender, message.execution_id)
             case ExecutionStatusRequest():
                 return await compute.on_status_request(sender, message.execution_id)
+            case ReceiptRequest():
+                return await self.receipts.on_request(message)
             case ExecutionUpdate() | ResultProposal() if requester is None:
                 raise UserInputError("this node is not a requester node")
             case ExecutionUpdate():
@@ -382,6 +418,8 @@ class Node:
                 await self._learn(message)
             case JobAnnounce():
                 log.debug("job %s announced by %s", message.job_id, message.requester_id)
+            case ReceiptAnnounce():
+                await self.receipts.on_announce(sender, message)
             case _:
                 log.info("dropped gossip %s from %s", message.kind, sender)
 
@@ -408,6 +446,26 @@ class Node:
 
     async def submit(self, spec: JobSpec) -> Job:
         return await self._requester().submit(spec)
+
+    async def receipt(self, ran: str) -> Receipt:
+        receipt = await self.receipts.find(ran)
+        if receipt is None:
+            raise NotFound(f"no receipt for instruction {ran} on this node or any node it reaches")
+        return receipt
+
+    def _workflows(self) -> WorkflowRunner:
+        if self.workflows is None:
+            raise UserInputError("this node is not a requester node; submit workflows to a requester")
+        return self.workflows
+
+    async def submit_workflow(self, tasks: list[WorkflowTask]) -> Workflow:
+        return await self._workflows().submit(tasks)
+
+    async def get_workflow(self, workflow_id: str) -> Workflow:
+        return await self._workflows().get(workflow_id)
+
+    async def wait_workflow(self, workflow_id: str, timeout: float) -> Workflow:
+        return await self._workflows().wait(workflow_id, timeout)
 
     async def list_jobs(self, limit: int = 20) -> list[Job]:
         return await self.store.list(limit)

@@ -8,6 +8,8 @@ from typing import Protocol
 
 from bacalhau_py.models import Job, JobSpec
 from bacalhau_py.models.messages import NodeInfo
+from bacalhau_py.models.receipt import Receipt
+from bacalhau_py.models.workflow import Workflow, WorkflowTask
 
 
 class NodeService(Protocol):
@@ -53,3 +55,15 @@ class NodeService(Protocol):
 
     async def known_nodes(self) -> list[NodeInfo]:
         """Every node this node knows, itself included."""
+
+    async def receipt(self, ran: str) -> Receipt:
+        """A verified receipt for instruction CID `ran`: this node's, else a reachable node's. NotFound if none."""
+
+    async def submit_workflow(self, tasks: list[WorkflowTask]) -> Workflow:
+        """Store the workflow and start its tasks in dependency order."""
+
+    async def get_workflow(self, workflow_id: str) -> Workflow:
+        """By full ID or a unique prefix of 8+ characters."""
+
+    async def wait_workflow(self, workflow_id: str, timeout: float) -> Workflow:
+        """The workflow once it is finished, or as it is after `timeout` seconds."""

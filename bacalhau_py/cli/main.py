@@ -34,6 +34,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "node": ("bacalhau_py.cli.node:node", "Nodes: 'node list'."),
     "id": ("bacalhau_py.cli.node:node_id", "The connected node's peer ID and addresses."),
     "version": ("bacalhau_py.cli.node:version", "Client and server versions."),
+    "workflow": ("bacalhau_py.cli.workflow:workflow", "Workflows of IPVM tasks: 'workflow run FILE'."),
+    "receipt": ("bacalhau_py.cli.workflow:receipt", "The signed receipt of an instruction CID."),
 }
 
 

@@ -29,6 +29,7 @@ from bacalhau_py.models import (
     advance_job,
 )
 from bacalhau_py.models.job import now
+from bacalhau_py.models.receipt import Receipt
 
 log = logging.getLogger("bacalhau_py.jobs")
 
@@ -128,7 +129,19 @@ class ExecutionChange:
         return job.model_copy(update={"executions": executions, "events": [*job.events, event]})
 
 
-Change = JobChange | Note | NewExecution | ExecutionChange
+@dataclass(frozen=True)
+class Memoized:
+    """The job takes a receipt's result instead of running: Completed at once."""
+
+    receipt: Receipt
+    message: str
+
+    def applied_to(self, job: Job, at) -> Job:
+        job = JobChange(JobState.COMPLETED, self.message).applied_to(job, at)
+        return job.model_copy(update={"memoized_from": self.receipt})
+
+
+Change = JobChange | Note | NewExecution | ExecutionChange | Memoized
 
 
 class JobStore:
@@ -201,7 +214,7 @@ class JobStore:
 
     # -- writing --------------------------------------------------------------
 
-    async def create(self, job_id: str, spec: JobSpec, requester_id: str) -> Job:
+    async def create(self, job_id: str, spec: JobSpec, requester_id: str, instruction_cid: str | None = None) -> Job:
         at = now()
         job = Job(
             id=job_id,
@@ -211,6 +224,7 @@ class JobStore:
             created_at=at,
             updated_at=at,
             events=[Event(at=at, job_state=JobState.PENDING, message="submitted")],
+            instruction_cid=instruction_cid,
         )
         async with self._write:
             await self._save(job, insert=True)

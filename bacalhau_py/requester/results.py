@@ -68,6 +68,9 @@ class ResultFetcher:
 
     async def folder_of(self, job: Job) -> Path:
         """The result folder whose logs a user means: the first accepted execution's, else the first proposed."""
+        if job.memoized_from is not None:
+            # Nothing ran: the folder is the receipt's result, fetched once per job.
+            return await self.fetch(f"memo-{job.id}", job.memoized_from.issuer, job.memoized_from.out.result_cid, "ipfs")
         candidates = job.accepted_executions() or [e for e in job.executions if e.state in WITH_RESULTS]
         if not candidates:
             raise NotFound(f"job {job.id} has no results yet (state {job.state.value})")
@@ -76,6 +79,10 @@ class ResultFetcher:
 
     async def job_tar(self, job: Job) -> AsyncIterator[bytes]:
         """The results layout of CLI.md as a tar stream."""
+        if job.memoized_from is not None:
+            async for chunk in self._stream_from_ipfs(job.memoized_from.out.result_cid):
+                yield chunk
+            return
         accepted = job.accepted_executions()
         if not accepted:
             raise NotFound(f"job {job.id} has no accepted result (state {job.state.value}: {job.message or 'no message'})")

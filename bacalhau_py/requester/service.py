@@ -20,7 +20,7 @@ import trio
 from bacalhau_py.directory import NodeDirectory
 from bacalhau_py.errors import BacalhauError, InvalidMessage, NotFound
 from bacalhau_py.jobstore import JobStore
-from bacalhau_py.jobstore.sqlite import ExecutionChange, JobChange, NewExecution
+from bacalhau_py.jobstore.sqlite import ExecutionChange, JobChange, Memoized, NewExecution
 from bacalhau_py.models import ExecutionState, Job, JobSpec, JobState
 from bacalhau_py.models.messages import (
     Ack,
@@ -40,6 +40,9 @@ from bacalhau_py.results import commitment
 from bacalhau_py.transport.base import Transport
 from bacalhau_py.verifier import VERIFIERS
 from bacalhau_py.verifier.base import Proposal
+from bacalhau_py.workflow.instruction import instruction_cid, memoized_by_default
+from bacalhau_py.workflow.memo import ReceiptBook
+from bacalhau_py.workflow.receipts import receipt_cid
 
 log = logging.getLogger("bacalhau_py.requester")
 
@@ -69,7 +72,9 @@ class RequesterService:
         directory: NodeDirectory,
         results: ResultFetcher,
         timeouts: RequesterTimeouts = RequesterTimeouts(),
+        receipts: ReceiptBook | None = None,
     ) -> None:
+        self.receipts = receipts
         self.transport = transport
         self.store = store
         self.directory = directory
@@ -90,10 +95,13 @@ class RequesterService:
 
     # -- client side ----------------------------------------------------------
 
-    async def submit(self, spec: JobSpec) -> Job:
+    async def submit(self, spec: JobSpec, instruction: str | None = None) -> Job:
+        """Store and start the job. `instruction` is its instruction CID when it is not the spec's own
+        (a workflow task's, whose awaits the spec has resolved)."""
         if self._stopping is not None:
             raise BacalhauError(f"this node is stopping: {self._stopping}")
-        job = await self.store.create(str(uuid.uuid4()), spec, self.transport.peer_id)
+        cid = instruction or instruction_cid(spec)
+        job = await self.store.create(str(uuid.uuid4()), spec, self.transport.peer_id, instruction_cid=cid)
         self._start(job.id)
         return job
 
@@ -192,6 +200,8 @@ class RequesterService:
         try:
             with scope:
                 with trio.fail_after(deadline):
+                    if not reattach and await self._memoized(job):
+                        return
                     if await (self._reattach(job) if reattach else self._bid(job)):
                         await self._await_results(job_id)
                         await self._verify(job_id)
@@ -212,6 +222,17 @@ class RequesterService:
         job = await self.store.set_job_state(job_id, JobState.FAILED, message)
         with trio.CancelScope(shield=True):
             await self._stop_executions(job, message)
+
+    async def _memoized(self, job: Job) -> bool:
+        """Complete the job from a receipt of its instruction, if it may be and one is found."""
+        if self.receipts is None or job.instruction_cid is None or not memoized_by_default(job.spec):
+            return False
+        receipt = await self.receipts.find(job.instruction_cid)
+        if receipt is None or receipt.out.exit_code != 0:
+            return False
+        message = f"memoized from receipt {receipt_cid(receipt)} issued by {receipt.issuer}: not run again"
+        await self.store.apply(job.id, Memoized(receipt, message))
+        return True
 
     async def _bid(self, job: Job) -> bool:
         """Find `concurrency` compute nodes by bidding (a sample first, then all). False if the job failed."""
@@ -442,7 +463,9 @@ class RequesterService:
             *(ExecutionChange(i, E.RESULT_REJECTED, rejection, {"result_hash": hashes[i]}) for i in sorted(verdict.rejected)),
         ]
         if verdict.accepted:
-            await self.store.apply(job_id, *changes, JobChange(JobState.COMPLETED))
+            job = await self.store.apply(job_id, *changes, JobChange(JobState.COMPLETED))
+            if self.receipts is not None:
+                await self.receipts.issue(job)
         else:
             await self.store.apply(job_id, *changes)
             await self._fail(job_id, verdict.message or "no result was accepted by the verifier")
