@@ -42,7 +42,7 @@ from bacalhau_py.verifier import VERIFIERS
 from bacalhau_py.verifier.base import Proposal
 from bacalhau_py.workflow.instruction import instruction_cid, memoized_by_default
 from bacalhau_py.workflow.memo import ReceiptBook
-from bacalhau_py.workflow.receipts import receipt_cid
+from bacalhau_py.workflow.receipts import receipt_cid, serves
 
 log = logging.getLogger("bacalhau_py.requester")
 
@@ -228,7 +228,7 @@ class RequesterService:
         if self.receipts is None or job.instruction_cid is None or not memoized_by_default(job.spec):
             return False
         receipt = await self.receipts.find(job.instruction_cid)
-        if receipt is None or receipt.out.exit_code != 0:
+        if receipt is None or not serves(receipt, job.spec):
             return False
         message = f"memoized from receipt {receipt_cid(receipt)} issued by {receipt.issuer}: not run again"
         await self.store.apply(job.id, Memoized(receipt, message))

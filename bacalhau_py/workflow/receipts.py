@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from libp2p.crypto.keys import KeyPair
 from libp2p.crypto.serialization import deserialize_public_key
 
-from bacalhau_py.models import Job
+from bacalhau_py.models import Job, JobSpec
 from bacalhau_py.models.receipt import Receipt, ReceiptOut
 from bacalhau_py.transport.envelope import peer_id_of
 from bacalhau_py.workflow.instruction import cid_of, dag_cbor
@@ -71,9 +71,14 @@ def receipt_cid(receipt: Receipt) -> str:
     return cid_of(receipt.model_dump(mode="json"))
 
 
-def reusable(receipt: Receipt) -> bool:
-    """A result a memoized job may take: verified, exit code 0."""
-    return receipt.out.exit_code == 0 and problem(receipt) is None
+def serves(receipt: Receipt, spec: JobSpec) -> bool:
+    """Whether a memoized job may take the receipt's result: it verifies, exit code 0, and it was
+    checked at least as the job asks (the same verifier over as many nodes, unless the job asks for none)."""
+    if receipt.out.exit_code != 0 or problem(receipt) is not None:
+        return False
+    return spec.verifier == "noop" or (
+        receipt.verifier == spec.verifier and len(receipt.executors) >= spec.deal.concurrency
+    )
 
 
 def _unsigned(receipt: Receipt) -> dict:
