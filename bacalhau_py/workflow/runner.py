@@ -81,6 +81,22 @@ class WorkflowRunner:
         self._nursery.start_soon(self._drive, workflow_id)
 
     async def _drive(self, workflow_id: str) -> None:
+        try:
+            await self._follow(workflow_id)
+        except BacalhauError as error:
+            await self._fail(workflow_id, error.message)
+        except Exception as error:
+            # A bug must not take the node (and every other workflow) down with it.
+            log.exception("workflow %s: internal error", workflow_id)
+            await self._fail(workflow_id, f"internal error on the requester: {error!r}")
+
+    async def _fail(self, workflow_id: str, message: str) -> None:
+        workflow = await self.store.get(workflow_id)
+        if not workflow.state.terminal:
+            advance_job(workflow.state, JobState.FAILED)
+            await self._save(workflow.model_copy(update={"state": JobState.FAILED, "message": message}))
+
+    async def _follow(self, workflow_id: str) -> None:
         while True:
             workflow = await self.store.get(workflow_id)
             if workflow.state.terminal:
