@@ -120,8 +120,9 @@ def _read(name: str, task: dict[str, Any], awaited: list[tuple[WorkflowTask, str
         # A docker image from a result is an image archive (ipfs://CID); a wasm module is a CID.
         placeholder = next(remaining)
         task["with"] = f"ipfs://{placeholder}" if engine_docker else {"/": placeholder}
-    mounts = task.get("inputs", {}).get("mounts", {})
-    for path, value in list(mounts.items()):
+    inputs = task.get("inputs")
+    mounts = inputs.get("mounts") if isinstance(inputs, dict) else None
+    for path, value in list(mounts.items()) if isinstance(mounts, dict) else []:
         if isinstance(value, dict) and AWAIT in value:
             mounts[path] = {"/": next(remaining)}
     try:

@@ -59,6 +59,9 @@ def test_a_mount_may_await_and_names_default_to_the_index():
         ([{**_run("build"), "with": {"await/ok": "build", "path": "../../etc/passwd"}}, _build()],
          "workflow task 'run': with: path '../../etc/passwd' must be relative, inside the awaited result"),
         ([{**_build(), "do": "k8s/run"}], "workflow task 'build': ipvm.do: 'k8s/run' is not supported"),
+        ([{**_build(), "inputs": ["not", "a", "mapping"]}], "workflow task 'build': ipvm.inputs: expected a mapping"),
+        ([{**_run("build"), "with": {"await/ok": 7}}, _build()],
+         "workflow task 'run': with: 'await/ok' takes a task name or {'/': INSTRUCTION_CID}"),
     ],
 )
 def test_errors_name_the_task(tasks, message):
