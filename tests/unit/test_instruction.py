@@ -64,3 +64,15 @@ def test_memo_defaults():
     assert not memoized_by_default(spec_from_dict(with_url))
     assert memoized_by_default(spec_from_dict({**with_url, "meta": {"memo": True}}))
     assert not memoized_by_default(spec_from_dict(_task(memo=False)))
+
+
+def test_memo_flags_set_the_spec(capsys):
+    import yaml
+
+    from bacalhau_py.cli.main import main
+
+    for flag, expected in (("--no-memo", False), ("--memo", True)):
+        with pytest.raises(SystemExit) as exit:
+            main(["run", "--dry-run", flag, "busybox", "echo", "hi"])
+        assert exit.value.code == 0
+        assert yaml.safe_load(capsys.readouterr().out)["memo"] is expected
