@@ -34,6 +34,7 @@ from bacalhau_py.errors import BacalhauError, InvalidMessage, NotFound, UserInpu
 from bacalhau_py.executor import EXECUTORS
 from bacalhau_py.ipfs.base import IPFSClient, IPFSIdentity
 from bacalhau_py.jobstore import JobStore
+from bacalhau_py.jobstore.workflows import WorkflowStore
 from bacalhau_py.models import Job, JobSpec
 from bacalhau_py.models.messages import (
     Ack,
@@ -48,11 +49,15 @@ from bacalhau_py.models.messages import (
     Message,
     NodeInfo,
     NodeInfoRequest,
+    ReceiptAnnounce,
+    ReceiptRequest,
     ResultProposal,
     ResultVerdict,
     RevealRequest,
 )
+from bacalhau_py.models.receipt import Receipt
 from bacalhau_py.models.signature import SignedRequest
+from bacalhau_py.models.workflow import Workflow, WorkflowTask
 from bacalhau_py.policy import Policy
 from bacalhau_py.publisher import PUBLISHERS
 from bacalhau_py.publisher.retention import ResultPins
@@ -61,6 +66,8 @@ from bacalhau_py.requester.service import RequesterService, RequesterTimeouts
 from bacalhau_py.results import STDERR, STDOUT, decode_log_frames
 from bacalhau_py.storage import STORAGES
 from bacalhau_py.transport.base import Transport
+from bacalhau_py.workflow.memo import ReceiptBook
+from bacalhau_py.workflow.runner import WorkflowRunner
 
 log = logging.getLogger("bacalhau_py.node")
 
@@ -141,6 +148,8 @@ class Node:
         except OSError as error:
             raise BacalhauError(f"cannot use {repo} as the node's repo: {error.strerror}") from None
         self.store = await trio.to_thread.run_sync(JobStore.open, repo / "jobs.sqlite")
+        self.workflow_store = await trio.to_thread.run_sync(WorkflowStore.open, repo / "jobs.sqlite")
+        self.workflows: WorkflowRunner | None = None
         try:
             async with trio.open_nursery() as nursery:
                 self.ipfs = await self._start_ipfs(nursery)
@@ -168,6 +177,15 @@ class Node:
                     retention=config.retention,
                 )
                 self.compute = await self._build_compute(ctx) if "compute" in config.node_types else None
+                from bacalhau_py.transport.libp2p import load_or_create_identity
+
+                # The transport's own key (the same file): receipts are signed as envelopes are.
+                self.receipts = ReceiptBook(
+                    transport=self.transport,
+                    store=self.workflow_store,
+                    directory=self.directory,
+                    key_pair=await trio.to_thread.run_sync(load_or_create_identity, repo),
+                )
                 self.requester = (
                     RequesterService(
                         transport=self.transport,
@@ -175,10 +193,19 @@ class Node:
                         directory=self.directory,
                         results=self.result_fetcher,
                         timeouts=config.timeouts,
+                        receipts=self.receipts,
                     )
                     if "requester" in config.node_types
                     else None
                 )
+                if self.requester:
+                    self.workflows = WorkflowRunner(
+                        store=self.workflow_store,
+                        jobs=self.store,
+                        submit=self.requester.submit,
+                        results=self.result_fetcher,
+                        ipfs=self.ipfs,
+                    )
                 await nursery.start(self._serve_transport)
                 if self.compute:
                     await nursery.start(self.compute.serve)
@@ -186,10 +213,11 @@ class Node:
                 if self.requester:
                     await nursery.start(self.requester.serve)
                     await nursery.start(self.result_fetcher.serve)
+                    await nursery.start(self.workflows.serve)
                 await self._join(config.peers)
                 nursery.start_soon(self._announce_forever)
                 if self.requester:
-                    nursery.start_soon(self.requester.resume, self._announce_every())
+                    nursery.start_soon(self._resume, self._announce_every())
 
                 from bacalhau_py.api.app import serve_api
                 from bacalhau_py.api.limits import RequestLimits
@@ -209,6 +237,12 @@ class Node:
                 if self.ipfs is not None:
                     await self.ipfs.aclose()
                 self.store.close()
+                self.workflow_store.close()
+
+    async def _resume(self, settle: float) -> None:
+        # Jobs first: the workflows follow them.
+        await self.requester.resume(settle)
+        await self.workflows.resume()
 
     async def _check_serving(self) -> None:
         """Ready means serving: the API answers a request over TCP and IPFS answers too.
@@ -440,6 +474,8 @@ class Node:
                 return await compute.on_status_request(sender, message.execution_id)
             case ResultVerdict():
                 return await compute.on_result_verdict(sender, message)
+            case ReceiptRequest():
+                return await self.receipts.on_request(message)
             case ExecutionUpdate() | ResultProposal() if requester is None:
                 raise UserInputError("this node is not a requester node")
             case ExecutionUpdate():
@@ -454,6 +490,8 @@ class Node:
                 await self._learn(message)
             case JobAnnounce():
                 log.debug("job %s announced by %s", message.job_id, message.requester_id)
+            case ReceiptAnnounce():
+                await self.receipts.on_announce(sender, message)
             case _:
                 log.info("dropped gossip %s from %s", message.kind, sender)
 
@@ -485,6 +523,26 @@ class Node:
 
     async def list_jobs(self, limit: int = 20, *, client_id: str | None = None) -> list[Job]:
         return await self.store.list(limit, client_id=client_id)
+    async def receipt(self, ran: str) -> Receipt:
+        receipt = await self.receipts.find(ran)
+        if receipt is None:
+            raise NotFound(f"no receipt for instruction {ran} on this node or any node it reaches")
+        return receipt
+
+    def _workflows(self) -> WorkflowRunner:
+        if self.workflows is None:
+            raise UserInputError("this node is not a requester node; submit workflows to a requester")
+        return self.workflows
+
+    async def submit_workflow(self, tasks: list[WorkflowTask], *, client_id: str | None = None) -> Workflow:
+        return await self._workflows().submit(tasks, client_id=client_id)
+
+    async def get_workflow(self, workflow_id: str) -> Workflow:
+        return await self._workflows().get(workflow_id)
+
+    async def wait_workflow(self, workflow_id: str, timeout: float) -> Workflow:
+        return await self._workflows().wait(workflow_id, timeout)
+
 
     async def get_job(self, job_id: str) -> Job:
         return await self.store.get(job_id)

@@ -14,7 +14,8 @@ COMMAND = ["echo", "hello"]
 
 
 def _measure(env: dict[str, str]) -> tuple[list[float], list[float]]:
-    ours_cmd = [*CLI, "run", "--wait", IMAGE, *COMMAND]
+    # --no-memo: each sample runs (the same job would be served from a receipt).
+    ours_cmd = [*CLI, "run", "--wait", "--no-memo", IMAGE, *COMMAND]
     raw_cmd = ["docker", "run", "--rm", "--network", "none", IMAGE, *COMMAND]
     run_command(ours_cmd, env=env)  # warm-up: first container start, first job
     run_command(raw_cmd)

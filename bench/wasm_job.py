@@ -36,7 +36,8 @@ API_SAMPLES = 20
 
 
 def _measure_cli(module, env) -> tuple[list[float], list[float]]:
-    ours_cmd = [*CLI, "wasm", "run", "--wait", str(module)]
+    # --no-memo: each sample runs (the same job would be served from a receipt).
+    ours_cmd = [*CLI, "wasm", "run", "--wait", "--no-memo", str(module)]
     raw_cmd = [sys.executable, "-m", "bench.raw_wasm", str(module)]
     run_command(ours_cmd, env=env)
     run_command(raw_cmd)

@@ -202,6 +202,33 @@ def create_app(
     async def ipfs_add(request: Request) -> dict:
         return {"cid": await _add_upload(node, request, uploads)}
 
+    @app.post(PREFIX + "/workflows")
+    async def submit_workflow(request: Request, who: Caller = Depends(caller)) -> dict:
+        from bacalhau_py.workflow.spec import read_workflow
+
+        try:
+            data = json.loads(await request.body())
+        except ValueError:
+            raise UserInputError('request body: not valid JSON (expected a workflow {"tasks": [...]})') from None
+        workflow = await node.submit_workflow(read_workflow(data), client_id=who.client_id)
+        return workflow.model_dump(mode="json")
+
+    @app.get(PREFIX + "/workflows/{workflow_id}")
+    async def get_workflow(workflow_id: str) -> dict:
+        return (await node.get_workflow(workflow_id)).model_dump(mode="json")
+
+    @app.get(PREFIX + "/workflows/{workflow_id}/wait")
+    async def wait_workflow(workflow_id: str, timeout: float = Query(30.0, ge=0, le=MAX_WAIT_SECONDS)) -> dict:
+        """The workflow once it is finished, or as it is after `timeout` seconds."""
+        return (await node.wait_workflow(workflow_id, timeout)).model_dump(mode="json")
+
+    @app.get(PREFIX + "/receipts/{instruction_cid}")
+    async def receipt(instruction_cid: str) -> dict:
+        from bacalhau_py.workflow.receipts import receipt_cid
+
+        found = await node.receipt(instruction_cid)
+        return {"cid": receipt_cid(found), "receipt": found.model_dump(mode="json")}
+
     @app.get(PREFIX + "/node")
     async def node_info() -> dict:
         return (await node.info()).model_dump(mode="json")

@@ -144,6 +144,22 @@ class APIClient:
         with self._stream("GET", f"/jobs/{job_id}/results") as response:
             return extract(response.iter_bytes(CHUNK), dest)
 
+    # workflows and receipts
+
+    def submit_workflow(self, workflow: dict[str, Any]) -> dict[str, Any]:
+        return self._json("POST", "/workflows", json_body=workflow)
+
+    def get_workflow(self, workflow_id: str) -> dict[str, Any]:
+        return self._json("GET", f"/workflows/{workflow_id}")
+
+    def wait_workflow(self, workflow_id: str, timeout: float) -> dict[str, Any]:
+        """The workflow once it is finished, or after `timeout` seconds."""
+        return self._json("GET", f"/workflows/{workflow_id}/wait", params={"timeout": timeout}, timeout=timeout + 15)
+
+    def receipt(self, instruction_cid: str) -> dict[str, Any]:
+        """{"cid": receipt CID, "receipt": {...}} as the node found it (check its signature yourself)."""
+        return self._json("GET", f"/receipts/{instruction_cid}")
+
     # data and nodes
 
     def ipfs_add(self, path: Path) -> str:

@@ -11,6 +11,8 @@ from bacalhau_py.auth.approvals import Approval
 from bacalhau_py.models import Job, JobSpec
 from bacalhau_py.models.messages import NodeInfo
 from bacalhau_py.models.signature import SignedRequest
+from bacalhau_py.models.receipt import Receipt
+from bacalhau_py.models.workflow import Workflow, WorkflowTask
 
 
 class NodeService(Protocol):
@@ -68,3 +70,14 @@ class NodeService(Protocol):
 
     async def set_approval(self, peer_id: str, decision: Literal["approved", "rejected"]) -> Approval:
         """An operator's decision on a known node; it persists across restarts."""
+    async def receipt(self, ran: str) -> Receipt:
+        """A verified receipt for instruction CID `ran`: this node's, else a reachable node's. NotFound if none."""
+
+    async def submit_workflow(self, tasks: list[WorkflowTask], *, client_id: str | None = None) -> Workflow:
+        """Store the workflow and start its tasks in dependency order."""
+
+    async def get_workflow(self, workflow_id: str) -> Workflow:
+        """By full ID or a unique prefix of 8+ characters."""
+
+    async def wait_workflow(self, workflow_id: str, timeout: float) -> Workflow:
+        """The workflow once it is finished, or as it is after `timeout` seconds."""

@@ -290,6 +290,9 @@ def submission_options(command: Callable) -> Callable:
         click.option("--output-dir", type=click.Path(file_okay=False),
                      help="Where --download puts results (default ./job-<first 8 chars of ID>)."),
         click.option("--dry-run", is_flag=True, help="Print the job spec as YAML; submit nothing."),
+        click.option("--memo/--no-memo", "memo", default=None,
+                     help="Take the result of a receipt of the same work instead of running (default: only "
+                          "when every input is a CID or inline and there is no network)."),
     ]
     for option in reversed(options):
         command = option(command)

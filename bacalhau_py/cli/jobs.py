@@ -36,10 +36,12 @@ def list_jobs(output: str, limit: int, wide: bool, every: bool) -> None:
             job["state"],
             job["spec"]["task"]["engine"],
             _command(job["spec"]["task"]),
+            *([job.get("instruction_cid") or "-"] if wide else []),
         ]
         for job in jobs
     ]
-    print_table(["ID", "CREATED", "STATE", "ENGINE", "COMMAND"], rows, flexible=None if wide else "COMMAND")
+    headers = ["ID", "CREATED", "STATE", "ENGINE", "COMMAND", *(["INSTRUCTION"] if wide else [])]
+    print_table(headers, rows, flexible=None if wide else "COMMAND")
 
 
 def _local_time(iso: str) -> str:

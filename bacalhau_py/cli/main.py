@@ -35,6 +35,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "id": ("bacalhau_py.cli.node:node_id", "The connected node's peer ID and addresses, and your client ID."),
     "version": ("bacalhau_py.cli.node:version", "Client and server versions."),
     "job": ("bacalhau_py.cli.job:job", "Bacalhau v1 jobs: 'job run FILE', describe, list, logs, executions, history, get, stop, validate."),
+    "workflow": ("bacalhau_py.cli.workflow:workflow", "Workflows of IPVM tasks: 'workflow run FILE'."),
+    "receipt": ("bacalhau_py.cli.workflow:receipt", "The signed receipt of an instruction CID."),
 }
 
 

@@ -130,9 +130,18 @@ def validate(file) -> None:
 
     Prints what it understood: engine, image or module, mounts, outputs, resources.
     """
-    from bacalhau_py.models.codec import decode_spec
+    from bacalhau_py.models.codec import decode_dict, parse_document
+    from bacalhau_py.workflow.spec import is_workflow, read_workflow
 
-    decoded = decode_spec(file.read())
+    data = parse_document(file.read())
+    if is_workflow(data):
+        tasks = read_workflow(data)
+        click.echo(f"{file.name}: valid workflow of {len(tasks)} task(s)")
+        for task in tasks:
+            awaits = f" (awaits {', '.join(sorted(task.awaits()))})" if task.awaits() else ""
+            click.echo(f"  {task.name}: {task.spec.task.engine.value}, instruction {task.instruction_cid}{awaits}")
+        return
+    decoded = decode_dict(data)
     _warn(decoded.warnings)
     spec = decoded.spec
     click.echo(f"{file.name}: valid {spec.task.engine.value} job spec")
@@ -174,6 +183,11 @@ def understood(spec) -> list[tuple[str, str]]:
     lines.append(("publisher", spec.publisher))
     if spec.labels:
         lines.append(("labels", ", ".join(spec.labels)))
+    from bacalhau_py.workflow.instruction import instruction_cid, memoized_by_default
+
+    # What the task computes, as a content address: its receipts are found by it.
+    lines.append(("cid", instruction_cid(spec)))
+    lines.append(("memo", "yes (a receipt of the same cid is reused)" if memoized_by_default(spec) else "no"))
     return lines
 
 
@@ -208,6 +222,8 @@ def create(file, **flags: Any) -> None:
 
 def submit(spec, flags: dict[str, Any]) -> None:
     """Submit `spec`, then --dry-run / --wait / --download / --id-only as the flags say."""
+    if flags["memo"] is not None:
+        spec = spec.model_copy(update={"memo": flags["memo"]})
     if flags["dry_run"]:
         from bacalhau_py.models.codec import dump_spec_yaml
 

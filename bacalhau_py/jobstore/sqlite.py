@@ -30,6 +30,7 @@ from bacalhau_py.models import (
 )
 from bacalhau_py.models.job import now
 from bacalhau_py.models.signature import SignedRequest
+from bacalhau_py.models.receipt import Receipt
 
 log = logging.getLogger("bacalhau_py.jobs")
 
@@ -130,7 +131,19 @@ class ExecutionChange:
         return job.model_copy(update={"executions": executions, "events": [*job.events, event]})
 
 
-Change = JobChange | Note | NewExecution | ExecutionChange
+@dataclass(frozen=True)
+class Memoized:
+    """The job takes a receipt's result instead of running: Completed at once."""
+
+    receipt: Receipt
+    message: str
+
+    def applied_to(self, job: Job, at) -> Job:
+        job = JobChange(JobState.COMPLETED, self.message).applied_to(job, at)
+        return job.model_copy(update={"memoized_from": self.receipt})
+
+
+Change = JobChange | Note | NewExecution | ExecutionChange | Memoized
 
 
 class JobStore:
@@ -210,6 +223,7 @@ class JobStore:
         spec: JobSpec,
         requester_id: str,
         *,
+        instruction_cid: str | None = None,
         client_id: str | None = None,
         client_request: SignedRequest | None = None,
     ) -> Job:
@@ -224,6 +238,7 @@ class JobStore:
             events=[Event(at=at, job_state=JobState.PENDING, message="submitted")],
             client_id=client_id,
             client_request=client_request,
+            instruction_cid=instruction_cid,
         )
         async with self._write:
             await self._save(job, insert=True)

@@ -73,6 +73,11 @@ def decode_spec(text: str) -> DecodedSpec:
     return decode_dict(_parse(text))
 
 
+def parse_document(text: str) -> Any:
+    """A spec file's text (YAML, JSON, or JSON with comments) decoded, before it is read as a spec."""
+    return _parse(text)
+
+
 def _parse(text: str) -> Any:
     if _JSON_START.match(text):
         try:

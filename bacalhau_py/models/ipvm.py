@@ -12,7 +12,9 @@ A task::
                                   "resources": {"cpu": "100m", "memory": [1, "giga", "byte"],
                                                 "disk": "200GB", "gpu": 1},
                                   "annotations": [...], "dnt": true},
-              "ipvm/config": {"timeout": [500, "milli", "seconds"], "memory", "disk"}}}
+              "ipvm/config": {"timeout": [500, "milli", "seconds"], "memory", "disk"},
+              "memo": true | false},                      // serve from a receipt, or never
+     "nnc": "nonce"}                                      // part of the instruction CID
 
 `with` for `docker/run` is the image as written: a name, `NAME@sha256:HEX`
 (the compute node checks the digest) or `ipfs://CID` (an image archive).
@@ -35,7 +37,7 @@ from bacalhau_py.models.spec import JobSpec, is_cid, parse_size
 
 DO = {"docker/run": "docker", "wasm32-wasi/run": "wasm"}
 
-_TOP = {"with", "do", "can", "inputs", "meta"}
+_TOP = {"with", "do", "can", "inputs", "meta", "nnc"}
 _INPUTS = {
     "docker": {"entrypoint", "args", "env", "workdir", "mounts", "outputs", "network"},
     "wasm": {"entrypoint", "args", "env", "workdir", "mounts", "outputs", "imports"},
@@ -77,7 +79,7 @@ def read_task(data: dict[str, Any]) -> IPVMTask:
     (`ipvm.inputs.mounts./x: ...`); one in the spec it makes, pydantic's
     ValidationError (the codec names its field).
     """
-    _only(data, _TOP, "ipvm", "with, do (or can), inputs, meta")
+    _only(data, _TOP, "ipvm", "with, do (or can), inputs, meta, nnc")
     if "do" in data and "can" in data:
         raise UserInputError("ipvm: give `do` or `can` (another name for it), not both")
     do = data.get("do", data.get("can"))
@@ -114,6 +116,10 @@ def read_task(data: dict[str, Any]) -> IPVMTask:
         "outputs": _outputs(inputs.get("outputs", {})),
         **config,
     }
+    if "nnc" in data:
+        if not isinstance(data["nnc"], str):
+            raise UserInputError("ipvm.nnc: expected a string (a nonce)")
+        spec["nonce"] = data["nnc"]
     if "publisher" in spec:
         _check_publisher(spec["publisher"])
     return IPVMTask(JobSpec.model_validate(spec), warnings)
@@ -198,6 +204,11 @@ def _config(meta: dict[str, Any], warnings: list[str]) -> dict[str, Any]:
     resources: dict[str, Any] = {}
     for key, value in meta.items():
         where = f"ipvm.meta.{key}"
+        if key == "memo":
+            if not isinstance(value, bool):
+                raise UserInputError(f"{where}: expected true or false")
+            spec["memo"] = value
+            continue
         if key not in _CONFIGS:
             warnings.append(f"{where}: not read by this network; ignored")
             continue

@@ -10,6 +10,7 @@ from datetime import datetime, timezone
 from pydantic import BaseModel, ConfigDict, computed_field
 
 from bacalhau_py.models.signature import SignedRequest
+from bacalhau_py.models.receipt import Receipt
 from bacalhau_py.models.spec import JobSpec
 from bacalhau_py.models.states import ExecutionState, JobState
 
@@ -80,6 +81,10 @@ class Job(BaseModel):
     """The client that submitted the job (see auth/client_key.py); None for jobs from before client IDs."""
     client_request: SignedRequest | None = None
     """The client's signed submit request: it travels with the job to the compute nodes, which verify it."""
+    instruction_cid: str | None = None
+    """What the job computes (workflow/instruction.py); its receipts are found by it."""
+    memoized_from: Receipt | None = None
+    """The receipt whose result the job took instead of running."""
 
     def waiting_to_start(self) -> bool:
         """Pending with no execution under way: nothing runs for it anywhere yet."""
@@ -87,3 +92,10 @@ class Job(BaseModel):
 
     def accepted_executions(self) -> list[Execution]:
         return [e for e in self.executions if e.state is ExecutionState.RESULT_ACCEPTED]
+
+    def result_cid(self) -> str | None:
+        """The accepted result's CID (the receipt's, for a memoized job)."""
+        if self.memoized_from is not None:
+            return self.memoized_from.out.result_cid
+        accepted = self.accepted_executions()
+        return accepted[0].result_cid if accepted else None

@@ -10,6 +10,7 @@ from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 
+from bacalhau_py.models.receipt import Receipt
 from bacalhau_py.models.signature import SignedRequest
 from bacalhau_py.models.spec import JobSpec, is_cid
 from bacalhau_py.models.states import ExecutionState
@@ -199,6 +200,25 @@ class FollowLogs(_Message):
     execution_id: str
 
 
+class ReceiptAnnounce(_Message):
+    """Gossiped by a requester when it issues a receipt."""
+
+    kind: Literal["receipt_announce"] = "receipt_announce"
+    receipt: Receipt
+
+
+class ReceiptRequest(_Message):
+    """Any node -> any node: your receipt for this instruction CID? The reply is a `ReceiptReply`."""
+
+    kind: Literal["receipt_request"] = "receipt_request"
+    ran: Annotated[str, Field(min_length=1, max_length=128)]
+
+
+class ReceiptReply(_Message):
+    kind: Literal["receipt_reply"] = "receipt_reply"
+    receipt: Receipt | None = None
+
+
 Message = Annotated[
     Union[
         Ack,
@@ -217,6 +237,9 @@ Message = Annotated[
         FollowLogs,
         ExecutionStatusRequest,
         ResultVerdict,
+        ReceiptAnnounce,
+        ReceiptRequest,
+        ReceiptReply,
     ],
     Field(discriminator="kind"),
 ]

@@ -375,6 +375,10 @@ class JobSpec(Frozen):
     meta: dict[str, str] = {}
     job_type: Literal["batch", "ops"] = "batch"
     """ops: once on every node that matches (Bacalhau's ops jobs); batch: `deal.concurrency` nodes."""
+    memo: bool | None = None
+    """Serve the job from a receipt of the same instruction: None decides by its inputs (workflow/instruction.py)."""
+    nonce: Annotated[str, Field(max_length=256)] | None = None
+    """The IPVM `nnc`: a different nonce makes the same work a different instruction (run again)."""
 
     @field_validator("outputs")
     @classmethod

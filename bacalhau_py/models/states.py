@@ -55,7 +55,8 @@ class ExecutionState(str, Enum):
 J, E = JobState, ExecutionState
 
 JOB_TRANSITIONS: dict[JobState, frozenset[JobState]] = {
-    J.PENDING: frozenset({J.RUNNING, J.FAILED, J.CANCELLED}),
+    # Pending -> Completed: a memoized job takes a receipt's result and never runs.
+    J.PENDING: frozenset({J.RUNNING, J.COMPLETED, J.FAILED, J.CANCELLED}),
     J.RUNNING: frozenset({J.COMPLETED, J.FAILED, J.CANCELLED}),
     J.COMPLETED: frozenset(),
     J.FAILED: frozenset(),

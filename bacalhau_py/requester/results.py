@@ -101,6 +101,9 @@ class ResultFetcher:
         logs of the last failed run (a timeout, a limit): compute nodes
         publish those to IPFS whatever the job's publisher.
         """
+        if job.memoized_from is not None:
+            # Nothing ran: the folder is the receipt's result, fetched once per job.
+            return await self.fetch(f"memo-{job.id}", job.memoized_from.issuer, job.memoized_from.out.result_cid, "ipfs")
         candidates = job.accepted_executions() or [e for e in job.executions if e.state in WITH_RESULTS]
         if candidates:
             execution = candidates[0]
@@ -116,6 +119,10 @@ class ResultFetcher:
 
     async def job_tar(self, job: Job) -> AsyncIterator[bytes]:
         """The results layout of CLI.md as a tar stream."""
+        if job.memoized_from is not None:
+            async for chunk in self._stream_from_ipfs(job.memoized_from.out.result_cid):
+                yield chunk
+            return
         accepted = job.accepted_executions()
         if not accepted:
             raise NotFound(f"job {job.id} has no accepted result (state {job.state.value}: {job.message or 'no message'})")

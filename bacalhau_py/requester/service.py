@@ -24,7 +24,7 @@ import trio
 from bacalhau_py.directory import NodeDirectory
 from bacalhau_py.errors import BacalhauError, InvalidMessage, NotFound
 from bacalhau_py.jobstore import JobStore
-from bacalhau_py.jobstore.sqlite import ExecutionChange, JobChange, NewExecution
+from bacalhau_py.jobstore.sqlite import ExecutionChange, JobChange, Memoized, NewExecution
 from bacalhau_py.models import Execution, ExecutionState, Job, JobSpec, JobState
 from bacalhau_py.models.messages import (
     Ack,
@@ -46,6 +46,9 @@ from bacalhau_py.results import commitment
 from bacalhau_py.transport.base import Transport
 from bacalhau_py.verifier import VERIFIERS
 from bacalhau_py.verifier.base import Proposal
+from bacalhau_py.workflow.instruction import instruction_cid, memoized_by_default
+from bacalhau_py.workflow.memo import ReceiptBook
+from bacalhau_py.workflow.receipts import receipt_cid, serves
 
 log = logging.getLogger("bacalhau_py.requester")
 
@@ -79,7 +82,9 @@ class RequesterService:
         directory: NodeDirectory,
         results: ResultFetcher,
         timeouts: RequesterTimeouts = RequesterTimeouts(),
+        receipts: ReceiptBook | None = None,
     ) -> None:
+        self.receipts = receipts
         self.transport = transport
         self.store = store
         self.directory = directory
@@ -103,12 +108,20 @@ class RequesterService:
     # -- client side ----------------------------------------------------------
 
     async def submit(
-        self, spec: JobSpec, *, client_id: str | None = None, client_request: SignedRequest | None = None
+        self,
+        spec: JobSpec,
+        instruction: str | None = None,
+        *,
+        client_id: str | None = None,
+        client_request: SignedRequest | None = None,
     ) -> Job:
+        """Store and start the job. `instruction` is its instruction CID when it is not the spec's own
+        (a workflow task's, whose awaits the spec has resolved)."""
         if self._stopping is not None:
             raise BacalhauError(f"this node is stopping: {self._stopping}")
         job = await self.store.create(
-            str(uuid.uuid4()), spec, self.transport.peer_id, client_id=client_id, client_request=client_request
+            str(uuid.uuid4()), spec, self.transport.peer_id, instruction_cid=instruction or instruction_cid(spec),
+            client_id=client_id, client_request=client_request,
         )
         self._start(job.id)
         return job
@@ -242,6 +255,8 @@ class RequesterService:
         try:
             with scope:
                 with trio.fail_after(deadline) as limit:
+                    if not reattach and await self._memoized(job):
+                        return
                     if await (self._reattach(job) if reattach else self._bid(job)):
                         while lost := _unreplaced_lost(await self._await_results(job_id)):
                             # A new run gets the whole time a job has.
@@ -280,6 +295,20 @@ class RequesterService:
         # Distinct nodes: a job that runs on several must not run twice on one.
         busy = frozenset(e.node_id for e in job.executions if not e.state.terminal)
         return await self._bid(job, needed=1, exclude=busy, because=f"{why}, and ")
+
+    async def _memoized(self, job: Job) -> bool:
+        """Complete the job from a receipt of its instruction, if it may be and one is found."""
+        if self.receipts is None or job.instruction_cid is None or not memoized_by_default(job.spec):
+            return False
+        receipt = await self.receipts.find(job.instruction_cid)
+        if receipt is None or not serves(receipt, job.spec):
+            return False
+        if receipt.issuer != self.transport.peer_id and self.directory.approval(receipt.issuer) != "approved":
+            # A node this requester would not send work to (manual approval) cannot vouch for a result either.
+            return False
+        message = f"memoized from receipt {receipt_cid(receipt)} issued by {receipt.issuer}: not run again"
+        await self.store.apply(job.id, Memoized(receipt, message))
+        return True
 
     async def _bid(
         self, job: Job, *, needed: int | None = None, exclude: frozenset[str] = frozenset(), because: str = ""
@@ -538,7 +567,9 @@ class RequesterService:
             *(ExecutionChange(i, E.RESULT_REJECTED, rejection, {"result_hash": hashes[i]}) for i in sorted(verdict.rejected)),
         ]
         if verdict.accepted:
-            await self.store.apply(job_id, *changes, JobChange(JobState.COMPLETED))
+            job = await self.store.apply(job_id, *changes, JobChange(JobState.COMPLETED))
+            if self.receipts is not None:
+                await self.receipts.issue(job)
         else:
             await self.store.apply(job_id, *changes)
         # Off the critical path: the compute nodes may forget these executions.

@@ -68,8 +68,10 @@ def _burst(host: str, port: int, specs: list[dict]) -> tuple[list[tuple[dict, di
 
 async def test_a_burst_completes_every_job_exactly_once(tmp_path, wasm_modules):
     module = base64.b64encode(wasm_modules["hello"].read_bytes()).decode()
-    noop = {"task": {"engine": "noop"}}
-    wasm = {"task": {"engine": "wasm", "module": {"source": "inline", "path": "/module.wasm", "content": module}}}
+    # Not memoized: every job must run (identical jobs would otherwise be served from a receipt).
+    noop = {"task": {"engine": "noop"}, "memo": False}
+    wasm = {"task": {"engine": "wasm", "module": {"source": "inline", "path": "/module.wasm", "content": module}},
+            "memo": False}
     specs = [noop] * NOOP_JOBS + [wasm] * WASM_JOBS
     random.Random(7).shuffle(specs)
 

@@ -54,6 +54,8 @@ def test_the_docker_example_with_a_publisher_we_have_shows_what_was_understood(c
         "  verifier:   deterministic",
         "  publisher:  ipfs",
         "  labels:     my-lovely-job",
+        "  cid:        bafyreid7cagutkv3lluyh3fzrmol25p2bmgiidzrpsrj7qwphjc6urkofy",
+        "  memo:       no",
     ]
     assert err == "Warning: ipvm.meta.bacalhau/config.dnt: accepted and ignored" \
         " (this network keeps no tracking to opt out of)\n"
@@ -78,6 +80,8 @@ def test_the_wasm_example_verbatim_validates(capsys):
         "  timeout:    1800 s",
         "  verifier:   noop",
         "  publisher:  ipfs",
+        "  cid:        bafyreibo4d5r4gza7wituzkcgsl3wkz5lky6tb6p7itwzkzkhck7ljj7ii",
+        "  memo:       no",
     ]
 
 

@@ -23,9 +23,11 @@ def test_terminal_job_states_go_nowhere(terminal):
             advance_job(terminal, state)
 
 
-def test_a_pending_job_cannot_complete_without_running():
-    with pytest.raises(IllegalTransition, match="Pending to Completed"):
-        advance_job(JobState.PENDING, JobState.COMPLETED)
+def test_a_pending_job_may_complete_at_once_but_never_go_back():
+    # Memoized: it takes a receipt's result and never runs.
+    assert advance_job(JobState.PENDING, JobState.COMPLETED) is JobState.COMPLETED
+    with pytest.raises(IllegalTransition, match="Running to Pending"):
+        advance_job(JobState.RUNNING, JobState.PENDING)
 
 
 def test_execution_verdicts_are_terminal_and_only_follow_a_proposal():

@@ -1,0 +1,1 @@
+"""Workflows of tasks (IPVM): instruction CIDs, signed receipts, memoization, the workflow runner."""
