@@ -139,7 +139,7 @@ async def test_constraints_pick_nodes_by_label(api):
 
 async def test_errors_in_v1_shape_and_the_node_keeps_serving(api, node):
     bad = v1_job("true")
-    bad["Tasks"][0]["Resources"] = {"Disk": "10Gb"}
+    bad["Tasks"][0]["Resources"] = {"Disk": "lots"}
     response = await api.put(f"{V1}/jobs", json={"Job": bad})
     assert response.status_code == 400
     body = response.json()

@@ -80,6 +80,75 @@ def test_wasm_job_module_and_entry_point():
     assert spec.task.command == ["a"] and spec.task.env == {"K": "v"}
 
 
+def wasm_job(*imports: dict) -> dict:
+    return {"Name": "linked", "Namespace": "team", "Type": "batch", "Tasks": [{"Engine": {"Type": "wasm", "Params": {
+        "EntryModule": {"Source": {"Type": "ipfs", "Params": {"CID": CID}}},
+        "ImportModules": list(imports),
+    }}}]}
+
+
+def test_wasm_import_modules_are_named_by_alias_or_by_cid_or_url():
+    spec = job_from_v1(wasm_job(
+        {"Source": {"Type": "ipfs", "Params": {"CID": CID}}},
+        {"Source": {"Type": "urlDownload", "Params": {"URL": "http://example.org/lib.wasm"}}},
+        {"Source": {"Type": "inline", "Params": {"URL": "data:;base64,AGFzbQEAAAA="}}, "Alias": "env", "Target": "/lib/env.wasm"},
+    )).spec
+    assert [i.name for i in spec.task.imports] == [CID, "http://example.org/lib.wasm", "env"]
+    assert [i.module.source for i in spec.task.imports] == ["ipfs", "url", "inline"]
+    assert [i.module.path for i in spec.task.imports] == ["/imports/0.wasm", "/imports/1.wasm", "/lib/env.wasm"]
+    assert job_from_v1(spec_to_v1(spec)).spec == spec
+
+
+def test_wasm_import_modules_read_back_with_an_alias_only_when_named_otherwise():
+    spec = job_from_v1(wasm_job(
+        {"Source": {"Type": "ipfs", "Params": {"CID": CID}}},
+        {"Source": {"Type": "ipfs", "Params": {"CID": CID}}, "Alias": "lib"},
+    )).spec
+    modules = spec_to_v1(spec)["Tasks"][0]["Engine"]["Params"]["ImportModules"]
+    assert ["Alias" in m for m in modules] == [False, True] and modules[1]["Alias"] == "lib"
+    assert modules[0]["Source"] == {"Type": "ipfs", "Params": {"CID": CID}}
+
+
+@pytest.mark.parametrize(
+    "module, field",
+    [
+        ({"Source": {"Type": "inline", "Params": {"URL": "data:;base64,AGFzbQEAAAA="}}},
+         "Job.Tasks[0].Engine.Params.ImportModules[0].Alias"),
+        ({"Source": {"Type": "ipfs", "Params": {"CID": CID}}, "Alias": 7}, "Job.Tasks[0].Engine.Params.ImportModules[0].Alias"),
+        ({"Source": {"Type": "ipfs", "Params": {"CID": "nope"}}}, "Job.Tasks[0].Engine.Params.ImportModules[0].module.cid"),
+    ],
+)
+def test_a_wasm_import_we_cannot_link_is_an_error_naming_it(module, field):
+    with pytest.raises(UserInputError) as caught:
+        job_from_v1(wasm_job(module))
+    assert str(caught.value).startswith(field), str(caught.value)
+
+
+def test_wasm_import_names_must_be_unique():
+    same = {"Source": {"Type": "ipfs", "Params": {"CID": CID}}}
+    with pytest.raises(UserInputError, match="unique"):
+        job_from_v1(wasm_job(same, same))
+
+
+@pytest.mark.parametrize("kind", ["localDirectory", "local"])
+def test_local_inputs_become_allow_listed_local_paths(kind):
+    job = docker_job(InputSources=[
+        {"Source": {"Type": kind, "Params": {"SourcePath": "/data/private/", "ReadWrite": False}}, "Target": "/inputs"}])
+    spec = job_from_v1(job).spec
+    assert [(i.source, i.local_path, i.path) for i in spec.inputs] == [("local", "/data/private", "/inputs")]
+    source = spec_to_v1(spec)["Tasks"][0]["InputSources"][0]
+    assert source == {"Source": {"Type": "localDirectory", "Params": {"SourcePath": "/data/private", "ReadWrite": False}},
+                      "Target": "/inputs"}
+    assert job_from_v1(spec_to_v1(spec)).spec == spec
+
+
+def test_disk_limit_maps_both_ways():
+    spec = job_from_v1(docker_job(Resources={"CPU": "1", "Disk": "2Gb"})).spec
+    assert spec.resources.disk == 2 << 30
+    assert spec_to_v1(spec)["Tasks"][0]["Resources"] == {"CPU": "1", "Disk": str(2 << 30)}
+    assert job_from_v1(spec_to_v1(spec)).spec == spec
+
+
 def test_what_the_sdk_sends_is_accepted():
     # The SDK's README example: no Publisher type, server-set keys absent or null-free.
     job = {"Name": "A Simple Docker Job", "Type": "batch", "Count": 1, "Tasks": [{
@@ -111,12 +180,18 @@ def test_ops_job_runs_on_every_matching_node():
         (lambda j: j["Tasks"].append(j["Tasks"][0]), "Job.Tasks"),
         (lambda j: j["Tasks"][0]["Engine"].update(Type="python"), "Job.Tasks[0].Engine.Type"),
         (lambda j: j["Tasks"][0]["Engine"]["Params"].update(Volumes=[]), "Job.Tasks[0].Engine.Params.Volumes"),
-        (lambda j: j["Tasks"][0].update(Resources={"Disk": "1Gb"}), "Job.Tasks[0].Resources.Disk"),
+        (lambda j: j["Tasks"][0].update(Resources={"Disk": "lots"}), "Job.Tasks[0].Resources.Disk"),
         (lambda j: j["Tasks"][0].update(Timeouts={"QueueTimeout": 10}), "Job.Tasks[0].Timeouts.QueueTimeout"),
         (lambda j: j["Tasks"][0].update(Network={"Type": "HTTP", "Domains": ["a.org"]}), "Job.Tasks[0].Network.Domains"),
         (lambda j: j["Tasks"][0].update(Publisher={"Type": "s3"}), "Job.Tasks[0].Publisher.Type"),
         (lambda j: j["Tasks"][0].update(InputSources=[
-            {"Source": {"Type": "localDirectory", "Params": {"SourcePath": "/x"}}, "Target": "/in"}]),
+            {"Source": {"Type": "localDirectory", "Params": {"SourcePath": "/x", "ReadWrite": True}}, "Target": "/in"}]),
+         "Job.Tasks[0].InputSources[0].Source.Params.ReadWrite"),
+        (lambda j: j["Tasks"][0].update(InputSources=[
+            {"Source": {"Type": "local", "Params": {"SourcePath": "data"}}, "Target": "/in"}]),
+         "Job.Tasks[0].InputSources[0].local_path"),
+        (lambda j: j["Tasks"][0].update(InputSources=[
+            {"Source": {"Type": "s3", "Params": {}}, "Target": "/in"}]),
          "Job.Tasks[0].InputSources[0].Source.Type"),
         (lambda j: j["Tasks"][0].update(InputSources=[
             {"Source": {"Type": "ipfs", "Params": {"CID": "nope"}}, "Target": "/in"}]), "Job.Tasks[0].InputSources[0].cid"),
@@ -197,6 +272,25 @@ def test_job_state_names(state, executions, name):
 def execution(state: ExecutionState, cid: str | None = None, exit_code: int | None = None) -> Execution:
     return Execution(id="e-1", job_id="j-1234567890", node_id="QmNode", state=state, result_cid=cid,
                      exit_code=exit_code, publisher="ipfs" if cid else None, created_at=AT, updated_at=AT)
+
+
+def test_a_lost_execution_reads_as_failed_and_stopped():
+    # v1 has no Lost: its clients see the execution failed (the message says why) and nothing more will run there.
+    lost = execution(ExecutionState.LOST).model_copy(update={"message": "node QmNode lost"})
+    events = [
+        Event(at=AT, execution_id="e-1", node_id="QmNode", execution_state=ExecutionState.BID_ACCEPTED),
+        Event(at=AT, execution_id="e-1", node_id="QmNode", execution_state=ExecutionState.LOST),
+    ]
+    job = make_job(JobState.RUNNING, [lost], events)
+    out = execution_to_v1(job, lost)
+    assert out["ComputeState"] == {"StateType": 8, "Message": "node QmNode lost"}
+    assert out["DesiredState"]["StateType"] == 2
+    assert history_to_v1(job)[1]["ExecutionState"] == {"Previous": 5, "New": 8}
+
+
+def test_every_execution_state_has_a_v1_state():
+    for state in ExecutionState:
+        assert execution_to_v1(make_job(), execution(state))["ComputeState"]["StateType"] in range(1, 10)
 
 
 def test_execution_results_and_history():

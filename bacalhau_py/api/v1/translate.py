@@ -30,7 +30,7 @@ from bacalhau_py.errors import UserInputError
 from bacalhau_py.models import Execution, ExecutionState, Job, JobSpec, JobState
 from bacalhau_py.models.codec import describe_validation_error
 from bacalhau_py.models.messages import NodeInfo
-from bacalhau_py.models.spec import DEFAULT_TIMEOUT_SECONDS, Constraint
+from bacalhau_py.models.spec import DEFAULT_TIMEOUT_SECONDS, Constraint, InputSource, WasmImport
 
 DEFAULT_NAMESPACE = "default"
 TASK_NAME = "main"
@@ -48,6 +48,10 @@ _EXECUTION_STATE = {
     ExecutionState.RESULT_REJECTED: _FAILED,
     ExecutionState.FAILED: _FAILED,
     ExecutionState.CANCELLED: _CANCELLED,
+    # v1 has no Lost: its node went silent and the requester gave up on it,
+    # which v1 clients know as Failed (the job reschedules elsewhere, and
+    # ComputeState.Message says the node was lost).
+    ExecutionState.LOST: _FAILED,
 }
 EXECUTION_STATE_NAMES = {
     0: "Undefined", 1: "New", 2: "AskForBid", 3: "AskForBidAccepted", 4: "AskForBidRejected",
@@ -58,7 +62,9 @@ _DESIRED_PENDING, _DESIRED_RUNNING, _DESIRED_STOPPED = 0, 1, 2
 
 _DOCKER_PARAMS = ("Image", "Entrypoint", "Parameters", "EnvironmentVariables", "WorkingDirectory")
 _WASM_PARAMS = ("EntryModule", "EntryPoint", "Parameters", "EnvironmentVariables", "ImportModules")
+# Every node fetches these; local inputs only where `serve --allow-listed-local-paths` allows.
 _INPUT_TYPES = ("ipfs", "urlDownload", "inline")
+_ACCEPTED_INPUT_TYPES = (*_INPUT_TYPES, "localDirectory", "local")
 _PUBLISHERS = ("ipfs", "local", "noop")
 
 
@@ -132,6 +138,8 @@ _V1_FIELDS = {
     ("resources", "cpu"): "Tasks[0].Resources.CPU",
     ("resources", "memory"): "Tasks[0].Resources.Memory",
     ("resources", "gpu"): "Tasks[0].Resources.GPU",
+    ("resources", "disk"): "Tasks[0].Resources.Disk",
+    ("task", "imports"): "Tasks[0].Engine.Params.ImportModules",
     ("timeout",): "Tasks[0].Timeouts.ExecutionTimeout",
     ("deal", "concurrency"): "Count",
     ("deal",): "Count",
@@ -175,8 +183,6 @@ def _task(data: Any, where: str, warnings: list[str]) -> dict[str, Any]:
         }
     elif kind == "wasm":
         _only(params, f"{where}.Engine.Params", set(_WASM_PARAMS))
-        if _list(params.get("ImportModules"), f"{where}.Engine.Params.ImportModules"):
-            raise UserInputError(f"{where}.Engine.Params.ImportModules: linking extra wasm modules is not supported (expected none)")
         if params.get("EntryModule") is None:
             raise UserInputError(f"{where}.Engine.Params.EntryModule: a wasm task needs its module (an ipfs or inline input source)")
         module = _input(params["EntryModule"], f"{where}.Engine.Params.EntryModule", default_target="/module.wasm")
@@ -186,6 +192,10 @@ def _task(data: Any, where: str, warnings: list[str]) -> dict[str, Any]:
             "entry_point": _string(params.get("EntryPoint"), f"{where}.Engine.Params.EntryPoint") or "_start",
             "command": _strings(params.get("Parameters"), f"{where}.Engine.Params.Parameters"),
             "env": {**env, **_string_map(params.get("EnvironmentVariables"), f"{where}.Engine.Params.EnvironmentVariables")},
+            "imports": [
+                _import(m, f"{where}.Engine.Params.ImportModules[{i}]", i)
+                for i, m in enumerate(_list(params.get("ImportModules"), f"{where}.Engine.Params.ImportModules"))
+            ],
         }
     else:
         raise UserInputError(f"{where}.Engine.Type: {kind!r} is not supported (expected docker or wasm)")
@@ -200,6 +210,17 @@ def _task(data: Any, where: str, warnings: list[str]) -> dict[str, Any]:
         "timeout": _timeout(task.get("Timeouts"), f"{where}.Timeouts"),
     }
     return spec
+
+
+def _import(data: Any, where: str, index: int) -> dict[str, Any]:
+    """A wasm module to link: named by its Alias, else (as in Bacalhau) by its CID or URL."""
+    source = dict(_mapping(data, where))
+    alias = _string(source.pop("Alias", None), f"{where}.Alias")
+    module = _input(source, where, default_target=f"/imports/{index}.wasm")
+    name = alias or module.get("cid") or module.get("url")
+    if not name:
+        raise UserInputError(f"{where}.Alias: an inline module needs an Alias (the module name its importer uses)")
+    return {"name": name, "module": module}
 
 
 def _input(data: Any, where: str, *, default_target: str | None = None) -> dict[str, Any]:
@@ -225,10 +246,13 @@ def _input(data: Any, where: str, *, default_target: str | None = None) -> dict[
         data_bytes = _data_url(_string(params.get("URL"), f"{where}.Source.Params.URL"), f"{where}.Source.Params.URL")
         return {"source": "inline", "content": base64.b64encode(data_bytes).decode(), "path": target}
     if kind in ("localDirectory", "local"):
-        raise UserInputError(
-            f"{where}.Source.Type: {kind} inputs are not available on this network (expected one of {', '.join(_INPUT_TYPES)})"
-        )
-    raise UserInputError(f"{where}.Source.Type: {kind!r} is not supported (expected one of {', '.join(_INPUT_TYPES)})")
+        # Bacalhau renamed localDirectory to local; both carry the same params.
+        _only(params, f"{where}.Source.Params", {"SourcePath", "ReadWrite"})
+        if params.get("ReadWrite"):
+            raise UserInputError(f"{where}.Source.Params.ReadWrite: local inputs are mounted read-only here (expected false)")
+        path = _string(params.get("SourcePath"), f"{where}.Source.Params.SourcePath")
+        return {"source": "local", "local_path": path or None, "path": target}
+    raise UserInputError(f"{where}.Source.Type: {kind!r} is not supported (expected one of {', '.join(_ACCEPTED_INPUT_TYPES)})")
 
 
 def _data_url(url: str, where: str) -> bytes:
@@ -274,9 +298,9 @@ def _resources(data: Any, where: str) -> dict[str, Any]:
         return {}
     resources = _mapping(data, where)
     _only(resources, where, {"CPU", "Memory", "Disk", "GPU"})
-    if _string(resources.get("Disk"), f"{where}.Disk"):
-        raise UserInputError(f"{where}.Disk: disk limits are not supported on this network (leave Disk out)")
     out: dict[str, Any] = {}
+    if disk := _string(resources.get("Disk"), f"{where}.Disk"):
+        out["disk"] = disk
     if cpu := _string(resources.get("CPU"), f"{where}.CPU"):
         out["cpu"] = cpu
     if memory := _string(resources.get("Memory"), f"{where}.Memory"):
@@ -409,12 +433,14 @@ def spec_to_v1(spec: JobSpec, *, job_id: str = "") -> dict[str, Any]:
             "EntryPoint": task.entry_point,
             "Parameters": list(task.command),
             "EnvironmentVariables": dict(task.env),
+            "ImportModules": [_import_to_v1(i) for i in task.imports],
         })}
-    cpu, memory, gpu = spec.resources.cpu, spec.resources.memory, spec.resources.gpu
+    cpu, memory, gpu, disk = spec.resources.cpu, spec.resources.memory, spec.resources.gpu, spec.resources.disk
     resources = _drop_empty({
         "CPU": f"{cpu:g}" if cpu else None,
         "Memory": str(memory) if memory else None,
         "GPU": str(gpu) if gpu else None,
+        "Disk": str(disk) if disk else None,
     })
     return {
         "ID": job_id,
@@ -555,14 +581,24 @@ def _capacity(cpu: float, memory: int, gpu: int) -> dict[str, Any]:
     return _drop_empty({"CPU": cpu, "Memory": memory, "GPU": gpu})
 
 
-def _input_to_v1(source) -> dict[str, Any]:
+def _input_to_v1(source: InputSource) -> dict[str, Any]:
     if source.source == "ipfs":
         config = {"Type": "ipfs", "Params": {"CID": source.cid}}
     elif source.source == "url":
         config = {"Type": "urlDownload", "Params": {"URL": source.url}}
+    elif source.source == "local":
+        config = {"Type": "localDirectory", "Params": {"SourcePath": source.local_path, "ReadWrite": False}}
     else:
         config = {"Type": "inline", "Params": {"URL": f"data:;base64,{source.content}"}}
     return {"Source": config, "Target": source.path}
+
+
+def _import_to_v1(wasm_import: WasmImport) -> dict[str, Any]:
+    source = _input_to_v1(wasm_import.module)
+    # A module named by its own CID or URL reads back to that name without an Alias.
+    if wasm_import.name not in (wasm_import.module.cid, wasm_import.module.url):
+        source["Alias"] = wasm_import.name
+    return source
 
 
 def _nanos(at: datetime) -> int:
