@@ -1,4 +1,4 @@
-"""The README and docs/ send readers only to files that ship with the project."""
+"""The README and docs/ send readers only to files that ship with the project, and that are there."""
 
 import re
 from pathlib import Path
@@ -19,6 +19,7 @@ def test_links_stay_inside_the_repository(page):
             continue
         resolved = (page.parent / target).resolve()
         assert resolved.is_relative_to(REPO), f"{target} is outside the repository"
+        assert resolved.exists(), f"{target} does not exist (a renamed or missing page?)"
 
 
 def test_the_docs_are_there():
