@@ -9,7 +9,7 @@ The instruction is a task's IPVM form without `meta`::
 
 so the same work has the same CID whatever its timeout, resources, verifier
 or publisher. A LINK is a dag-cbor link (tag 42) for a CID, `{"url": URL}` or
-`{"inline": BYTES}`. Every job gets one, however it was written: it is
+`{"inline": BYTES}` (or `{"local": PATH}`, an allow-listed host path). Every job gets one, however it was written: it is
 computed from the JobSpec that an IPVM task and flags both become.
 
 dag-cbor is canonical CBOR (RFC 7049 map-key order: shorter keys first, then
@@ -101,8 +101,13 @@ def content_addressed(spec: JobSpec) -> bool:
 
 
 def memoized_by_default(spec: JobSpec) -> bool:
-    """Whether a job may be served from a receipt: its own `memo`, else whether it is content-addressed."""
-    return spec.memo if spec.memo is not None else content_addressed(spec)
+    """Whether a job may be served from a receipt: its own `memo`, else whether it is content-addressed.
+
+    An ops job is not memoized unless it asks: it is meant to run on every
+    matching node, and a receipt says only that some nodes ran it once."""
+    if spec.memo is not None:
+        return spec.memo
+    return spec.job_type != "ops" and content_addressed(spec)
 
 
 def _location(source: InputSource) -> Any:
@@ -111,6 +116,8 @@ def _location(source: InputSource) -> Any:
         return link(source.cid)
     if source.source == "url":
         return {"url": source.url}
+    if source.source == "local":
+        return {"local": source.local_path}
     return {"inline": source.inline_bytes()}
 
 

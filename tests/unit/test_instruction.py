@@ -66,6 +66,23 @@ def test_memo_defaults():
     assert not memoized_by_default(spec_from_dict(_task(memo=False)))
 
 
+def test_an_ops_job_runs_on_every_node_unless_it_asks_for_memo():
+    ops = spec_from_dict({"task": {"engine": "docker", "image": "busybox", "command": ["echo", "ops"]}, "job_type": "ops"})
+    assert content_addressed(ops) and not memoized_by_default(ops)
+    assert memoized_by_default(ops.model_copy(update={"memo": True}))
+
+
+def test_local_inputs_at_different_paths_are_different_work():
+    def reading(local_path):
+        return spec_from_dict({
+            "task": {"engine": "docker", "image": "busybox", "command": ["ls", "/data"]},
+            "inputs": [{"source": "local", "local_path": local_path, "path": "/data"}],
+        })
+
+    assert instruction_cid(reading("/srv/a")) != instruction_cid(reading("/srv/b"))
+    assert not content_addressed(reading("/srv/a"))
+
+
 def test_memo_flags_set_the_spec(capsys):
     import yaml
 
