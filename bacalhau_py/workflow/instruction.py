@@ -94,10 +94,15 @@ def instruction_cid(spec: JobSpec) -> str:
 
 
 def content_addressed(spec: JobSpec) -> bool:
-    """Every input (mounts, module, imports) is a CID or inline, and the task has no network."""
+    """Every input (mounts, module, imports) is a CID or inline, a docker image is pinned by its
+    content (an ID, a digest, an ipfs:// or hashed URL archive: a tag can move), and the task has
+    no network."""
+    from bacalhau_py.models.image import parse_image
+
     task = spec.task
     sources = [*spec.inputs, *([task.module] if task.module else []), *(i.module for i in task.imports)]
-    return task.network == "none" and all(source.source in ("ipfs", "inline") for source in sources)
+    pinned = task.image is None or parse_image(task.image).kind != "name"
+    return pinned and task.network == "none" and all(source.source in ("ipfs", "inline") for source in sources)
 
 
 def memoized_by_default(spec: JobSpec) -> bool:

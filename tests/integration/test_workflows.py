@@ -19,6 +19,11 @@ from bacalhau_py.devstack.stack import DevNode, devstack, restart
 REPO = Path(__file__).resolve().parents[2]
 
 
+# Pinned by its ID: a tag can move, so only a pinned image makes a job content-addressed (memoized by default).
+BUSYBOX = "busybox@" + subprocess.run(
+    ["docker", "image", "inspect", "--format", "{{.Id}}", "busybox:latest"], capture_output=True, text=True, check=True
+).stdout.strip()
+
 def bacalhau(node: DevNode, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO), "BACALHAU_API_HOST": node.api_host,
            "BACALHAU_API_PORT": str(node.api_port)}
@@ -43,7 +48,7 @@ async def in_thread(function, *args, **kwargs):
 
 async def test_the_same_work_runs_once_and_its_signed_receipt_is_found_on_any_node(tmp_path):
     async with devstack(tmp_path, 2) as (first, second):
-        command = ["busybox", "sh", "-c", "echo computed once"]
+        command = [BUSYBOX, "sh", "-c", "echo computed once"]
         ran = (await in_thread(bacalhau, first, "run", "--wait", "--id-only", *command)).stdout.strip()
         job = describe(first, ran)
         assert job["state"] == "Completed" and len(job["executions"]) == 1
@@ -79,7 +84,7 @@ async def test_the_same_work_runs_once_and_its_signed_receipt_is_found_on_any_no
 def _workflow(cat_cid: str, *, last_nonce: str = "", missing: bool = False) -> dict:
     build = {
         "name": "build",
-        "with": "busybox",
+        "with": BUSYBOX,
         "do": "docker/run",
         "inputs": {
             "args": ["sh", "-c", "cp /inputs/cat.wasm /outputs/cat.wasm && echo made in docker > /outputs/note.txt"],
@@ -95,7 +100,7 @@ def _workflow(cat_cid: str, *, last_nonce: str = "", missing: bool = False) -> d
     }
     report = {
         "name": "report",
-        "with": "busybox",
+        "with": BUSYBOX,
         "do": "docker/run",
         "inputs": {"args": ["cat", "/in/stdout"], "mounts": {"/in": {"await/ok": "run"}}},
     }
@@ -154,9 +159,9 @@ async def test_a_task_awaiting_a_failed_task_fails_naming_it(tmp_path, wasm_modu
 async def test_a_workflow_survives_a_requester_restart(tmp_path):
     far = {"bacalhau/config": {"selector": {"zone": "far"}}}
     flow = {"tasks": [
-        {"name": "slow", "with": "busybox", "do": "docker/run", "meta": far,
+        {"name": "slow", "with": BUSYBOX, "do": "docker/run", "meta": far,
          "inputs": {"args": ["sh", "-c", "sleep 2; echo first > /outputs/first.txt"], "network": "none"}},
-        {"name": "next", "with": "busybox", "do": "docker/run", "meta": far,
+        {"name": "next", "with": BUSYBOX, "do": "docker/run", "meta": far,
          "inputs": {"args": ["cat", "/in/outputs/first.txt"], "mounts": {"/in": {"await/ok": "slow"}}}},
     ]}
     async with devstack(tmp_path, 2, node_args=[[], ["--labels", "zone=far"]]) as stack:

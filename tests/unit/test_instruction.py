@@ -57,8 +57,14 @@ def test_what_is_computed_changes_the_cid():
     assert instruction_cid(spec_from_dict({**_task(), "nnc": "again"})) != base
 
 
+PINNED = "busybox@sha256:" + "ab" * 32
+
+
 def test_memo_defaults():
-    assert content_addressed(spec_from_dict(_task()))
+    # A tag can move: only an image pinned by its content makes the work content-addressed.
+    assert not content_addressed(spec_from_dict(_task()))
+    assert content_addressed(spec_from_dict({**_task(), "with": PINNED}))
+    assert content_addressed(spec_from_dict({**_task(), "with": "ipfs://" + CID}))
     with_url = _task()
     with_url["inputs"]["mounts"] = {"/inputs": {"url": "https://example.com/x"}}
     assert not memoized_by_default(spec_from_dict(with_url))
@@ -67,7 +73,7 @@ def test_memo_defaults():
 
 
 def test_an_ops_job_runs_on_every_node_unless_it_asks_for_memo():
-    ops = spec_from_dict({"task": {"engine": "docker", "image": "busybox", "command": ["echo", "ops"]}, "job_type": "ops"})
+    ops = spec_from_dict({"task": {"engine": "docker", "image": PINNED, "command": ["echo", "ops"]}, "job_type": "ops"})
     assert content_addressed(ops) and not memoized_by_default(ops)
     assert memoized_by_default(ops.model_copy(update={"memo": True}))
 
