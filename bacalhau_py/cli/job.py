@@ -16,6 +16,7 @@ from typing import Any
 import click
 
 from bacalhau_py.cli.flags import api_client, api_options
+from bacalhau_py.cli.jobs import get
 from bacalhau_py.cli.output import print_table
 from bacalhau_py.errors import UserInputError
 
@@ -221,19 +222,8 @@ def history(job_id: str, event_type: str, output: str) -> None:
     print_table(["TIME", "LEVEL", "EXEC. ID", "NODE ID", "PREVIOUS STATE", "NEW STATE", "COMMENT"], rows, flexible="COMMENT")
 
 
-@job.command()
-@JOB_ID
-@click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Where to put the results (default ./job-<first 8 chars of ID>).")
-@api_options
-def get(job_id: str, output_dir: Path | None) -> None:
-    """Download the job's results (stdout, stderr, exitCode, one folder per result path)."""
-    from bacalhau_py.cli.results import default_output_dir, download
-
-    with api_client() as client:
-        found = client.get_job(job_id)
-        dest = download(client, found, output_dir or default_output_dir(found["id"]))
-    click.echo(f"Results for job {found['id']} are in {dest}", err=True)
+# `job get` is `get`: the same download, layout and CID check.
+job.add_command(get, name="get")
 
 
 @job.command()

@@ -8,9 +8,9 @@ second allow-lists the private folder.
 from __future__ import annotations
 
 import hashlib
-import json
 import http.server
 import io
+import json
 import os
 import sys
 import tarfile

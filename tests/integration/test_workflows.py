@@ -15,6 +15,7 @@ import httpx
 import trio
 
 from bacalhau_py.devstack.stack import DevNode, devstack, restart
+from jobs_api import Signed
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -166,7 +167,7 @@ async def test_a_workflow_survives_a_requester_restart(tmp_path):
     ]}
     async with devstack(tmp_path, 2, node_args=[[], ["--labels", "zone=far"]]) as stack:
         requester, _ = stack
-        async with httpx.AsyncClient(timeout=60) as api:
+        async with httpx.AsyncClient(timeout=60, auth=Signed()) as api:
             workflow = (await api.post(f"{requester.api}/api/v1/workflows", json=flow)).json()
             with trio.fail_after(60):
                 while (await api.get(f"{requester.api}/api/v1/workflows/{workflow['id']}")).json()["state"] != "Running":
