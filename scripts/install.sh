@@ -43,7 +43,7 @@ fi
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
-stamp="$STATE/pip.stamp"
+stamp=".venv/.installed"  # inside the venv: a venv made anew installs anew
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/pip install -q --disable-pip-version-check -e ".[test]"
   touch "$stamp"
