@@ -57,7 +57,14 @@ def _submitter(node: DevNode, module: Path, stop: threading.Event, jobs: list[di
 
 
 def _du(path: Path) -> int:
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and not f.is_symlink())
+    total = 0
+    for file in path.rglob("*"):
+        try:
+            if file.is_file() and not file.is_symlink():
+                total += file.stat().st_size
+        except FileNotFoundError:
+            continue  # an execution folder removed while we walk: the node cleaning up, as it should
+    return total
 
 
 def _rss_mib(node: DevNode) -> float:
@@ -107,10 +114,14 @@ async def soak(minutes: float, kill_every: float) -> dict:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_sample, nodes, root, samples, started)
             nursery.start_soon(_chaos, nodes, kill_every, kills)
-            async with trio.open_nursery() as clients:
-                for _ in range(CLIENTS):
-                    clients.start_soon(in_thread, _submitter, nodes[0], module, stop, jobs, errors)
-                await trio.sleep(minutes * 60)
+            try:
+                async with trio.open_nursery() as clients:
+                    for _ in range(CLIENTS):
+                        clients.start_soon(in_thread, _submitter, nodes[0], module, stop, jobs, errors)
+                    await trio.sleep(minutes * 60)
+                    stop.set()
+            finally:
+                # The client threads cannot be cancelled: told to stop, they end after their current job.
                 stop.set()
             nursery.cancel_scope.cancel()
         listed = await in_thread(client_of(nodes[0]).list_jobs, 10_000)
