@@ -8,7 +8,6 @@ for scripts (v1's own JSON shapes).
 from __future__ import annotations
 
 import json
-import sys
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ from typing import Any
 import click
 
 from bacalhau_py.cli.flags import api_client, api_options
-from bacalhau_py.cli.jobs import get
+from bacalhau_py.cli.jobs import get, logs
 from bacalhau_py.cli.output import print_table
 from bacalhau_py.errors import UserInputError
 
@@ -148,20 +147,6 @@ def list_jobs(limit: int, next_token: str, reverse: bool, output: str) -> None:
 
 @job.command()
 @JOB_ID
-@click.option("-f", "--follow", is_flag=True, help="Keep streaming while the job runs.")
-@api_options
-def logs(job_id: str, follow: bool) -> None:
-    """Stdout and stderr of the job's (first accepted) execution."""
-    outputs = {"stdout": sys.stdout.buffer, "stderr": sys.stderr.buffer}
-    with api_client() as client:
-        for stream, data in client.logs(job_id, follow=follow):
-            out = outputs.get(stream, sys.stdout.buffer)
-            out.write(data)
-            out.flush()
-
-
-@job.command()
-@JOB_ID
 @OUTPUT
 @api_options
 def executions(job_id: str, output: str) -> None:
@@ -222,8 +207,9 @@ def history(job_id: str, event_type: str, output: str) -> None:
     print_table(["TIME", "LEVEL", "EXEC. ID", "NODE ID", "PREVIOUS STATE", "NEW STATE", "COMMENT"], rows, flexible="COMMENT")
 
 
-# `job get` is `get`: the same download, layout and CID check.
+# `job get` and `job logs` are `get` and `logs`: the same download, CID check and streams.
 job.add_command(get, name="get")
+job.add_command(logs, name="logs")
 
 
 @job.command()

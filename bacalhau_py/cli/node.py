@@ -58,8 +58,7 @@ def node_list(output: str) -> None:
         for info in nodes
     ]
     columns = ["PEER ID", "TYPE", "APPROVAL", "ENGINES", "LABELS", "FREE CPU", "FREE MEMORY", "FREE GPU", "RUNNING",
-               "POLICY",
-               "JOB DEFAULTS", "JOB DISK", "MIN FREE DISK"]
+               "POLICY", "JOB DEFAULTS", "JOB DISK", "MIN FREE DISK"]
     print_table(columns, rows, flexible="LABELS")
 
 
