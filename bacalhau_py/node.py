@@ -34,6 +34,7 @@ from bacalhau_py.errors import BacalhauError, InvalidMessage, NotFound, UserInpu
 from bacalhau_py.executor import EXECUTORS
 from bacalhau_py.ipfs.base import IPFSClient, IPFSIdentity
 from bacalhau_py.jobstore import JobStore
+from bacalhau_py.jobstore.retention import JobRetention
 from bacalhau_py.jobstore.workflows import WorkflowStore
 from bacalhau_py.models import Job, JobSpec
 from bacalhau_py.models.messages import (
@@ -109,7 +110,8 @@ class NodeConfig:
     job_limits: JobLimits = JobLimits()
     """Default memory and cpu, output quota and free-disk watermark of this node's jobs."""
     retention: float = DEFAULT_RETENTION_SECONDS
-    """How long results stay: pinned in IPFS, or (local publisher) on this compute node."""
+    """How long results stay (pinned in IPFS, or on this compute node with the local publisher),
+    and how long this requester keeps a finished job's record."""
     node_lost_after: float = LOST_AFTER_SECONDS
     """A node silent this long is lost (its running executions are rescheduled)."""
     allow_private_urls: bool = False
@@ -214,6 +216,7 @@ class Node:
                     await nursery.start(self.requester.serve)
                     await nursery.start(self.result_fetcher.serve)
                     await nursery.start(self.workflows.serve)
+                    await nursery.start(JobRetention(self.store, self.workflow_store, config.retention).serve)
                 await self._join(config.peers)
                 nursery.start_soon(self._announce_forever)
                 if self.requester:

@@ -51,8 +51,8 @@ def job_limit_options(command):
         click.option("--min-free-disk", type=Size(), default="0", show_default=True,
                      help="Make no bids while the node's disk has less free space (e.g. 5Gb)."),
         click.option("--retention", type=Duration(), default="7d", show_default=True,
-                     help="How long results stay (IPFS pins, local-publisher folders, fetched copies), "
-                          "e.g. 12h, 7d."),
+                     help="How long results stay (IPFS pins, local-publisher folders, fetched copies) "
+                          "and a requester keeps finished jobs, e.g. 12h, 7d."),
     ]
     for option in reversed(options):
         command = option(command)

@@ -8,11 +8,13 @@ each update goes through the transition table and appends a history event.
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import trio
@@ -163,6 +165,9 @@ class JobStore:
         connection = sqlite3.connect(
             str(path) if path else ":memory:", check_same_thread=False, timeout=10.0
         )
+        # Before any table exists (it has no effect on a file made earlier):
+        # pages freed by `forget` can then be given back to the file system.
+        connection.execute("PRAGMA auto_vacuum=INCREMENTAL")
         connection.execute("PRAGMA journal_mode=WAL")
         connection.execute("PRAGMA synchronous=NORMAL")
         connection.executescript(_SCHEMA)
@@ -210,6 +215,44 @@ class JobStore:
             ).fetchall()
         )
         return [Job.model_validate_json(doc) for (doc,) in rows]
+
+    async def forget(self, before: datetime, *, keep: Collection[str] = ()) -> list[str]:
+        """Delete the finished jobs last changed before `before`, except those in `keep`; return their IDs.
+
+        A job's executions and history live in its record and go with it.
+        Jobs not finished are never deleted, however old.
+        """
+        terminal = [state.value for state in JobState if state.terminal]
+        # created_at is indexed and never later than updated_at, so it narrows
+        # the scan; compared as text, one second later so that formatting (no
+        # microseconds when they are 0) never leaves out a job it should take.
+        sql = f"""
+            DELETE FROM jobs
+            WHERE created_at < ? AND state IN ({", ".join("?" * len(terminal))})
+              AND julianday(json_extract(doc, '$.updated_at')) < julianday(?)
+              AND id NOT IN (SELECT value FROM json_each(?))
+            RETURNING id
+        """
+        params = ((before + timedelta(seconds=1)).isoformat(), *terminal, before.isoformat(), json.dumps(list(keep)))
+
+        def delete(db: sqlite3.Connection) -> list[str]:
+            with db:
+                removed = [job_id for (job_id,) in db.execute(sql, params).fetchall()]
+            if removed:
+                # Gives the freed pages back (a file made before auto_vacuum
+                # was set keeps them and reuses them for new jobs), then
+                # empties the WAL, which now holds the moved pages. A script,
+                # as `execute` would run incremental_vacuum one page only.
+                db.executescript("PRAGMA incremental_vacuum; PRAGMA wal_checkpoint(TRUNCATE);")
+            return removed
+
+        async with self._write:
+            removed = await self._run(delete)
+        for job_id in removed:
+            self._cache.pop(job_id, None)
+            # Whoever still waits on it wakes and finds it gone.
+            self._changed.pop(job_id, trio.Event()).set()
+        return removed
 
     def changed(self, job_id: str) -> trio.Event:
         """An event set at the next change of the job (a fresh one after each change)."""

@@ -112,6 +112,17 @@ class WorkflowStore:
         )
         return [workflow_id for (workflow_id,) in rows]
 
+    async def jobs_of_unfinished(self) -> set[str]:
+        """The job IDs of the tasks of unfinished workflows (they may still read those jobs)."""
+        rows = await self._run(
+            lambda db: db.execute(
+                """SELECT json_extract(task.value, '$.job_id') FROM workflows, json_each(workflows.doc, '$.tasks') AS task
+                   WHERE workflows.state IN (?, ?) AND json_extract(task.value, '$.job_id') IS NOT NULL""",
+                (JobState.PENDING.value, JobState.RUNNING.value),
+            ).fetchall()
+        )
+        return {job_id for (job_id,) in rows}
+
     async def _run(self, query):
         def locked():
             with self._lock:
