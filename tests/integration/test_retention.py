@@ -1,10 +1,15 @@
-"""Result pins kept for the retention, then let go and their blocks collected, on a REAL embedded kubo."""
+"""Results and job records kept for the retention, then let go (blocks collected), on a REAL embedded kubo and node."""
 
 from __future__ import annotations
+
+import json
+import os
+import sys
 
 import pytest
 import trio
 
+from bacalhau_py.devstack.stack import devstack
 from bacalhau_py.errors import IPFSError
 from bacalhau_py.models import JobSpec, Task
 from bacalhau_py.node import Node, NodeConfig
@@ -86,3 +91,45 @@ async def test_local_publisher_results_stay_on_the_compute_node_until_the_retent
     with trio.fail_after(30):
         while folder.exists():
             await trio.sleep(0.2)
+
+
+async def test_a_requester_forgets_finished_jobs_after_the_retention_and_keeps_running_ones(tmp_path):
+    """A REAL `serve` (devstack) with a 2 s retention, driven by the `bacalhau` CLI as users run it."""
+    async with devstack(tmp_path / "stack", 1, node_args=[["--retention", "2s"]]) as (node,):
+        env = {**os.environ, "BACALHAU_API_HOST": node.api_host, "BACALHAU_API_PORT": str(node.api_port)}
+
+        async def bacalhau(*args: str) -> tuple[int, str, str]:
+            with trio.fail_after(120):
+                done = await trio.run_process(
+                    [sys.executable, "-m", "bacalhau_py.cli.main", *args], cwd=tmp_path, env=env,
+                    capture_stdout=True, capture_stderr=True, check=False,
+                )
+            assert "Traceback" not in done.stderr.decode()
+            return done.returncode, done.stdout.decode(), done.stderr.decode()
+
+        async def state_of(job_id: str) -> str | None:
+            code, out, err = await bacalhau("describe", "--output", "json", job_id)
+            if code != 0:
+                assert f"job {job_id} not found" in err
+                return None
+            return json.loads(out)["state"]
+
+        code, running, err = await bacalhau("run", "--id-only", IMAGE, "sleep", "600")
+        assert code == 0, err
+        running = running.strip()
+        with trio.fail_after(60):
+            while await state_of(running) != "Running":
+                await trio.sleep(0.2)
+        code, old, err = await bacalhau("run", "--wait", "--id-only", IMAGE, "echo", "old")
+        assert code == 0, err
+        old = old.strip()
+        assert await state_of(old) == "Completed"
+
+        # The node sweeps every second (half the retention).
+        with trio.fail_after(60):
+            while await state_of(old) is not None:
+                await trio.sleep(0.2)
+        code, out, err = await bacalhau("list", "--output", "json")
+        assert code == 0, err
+        assert [job["id"] for job in json.loads(out)] == [running]
+        assert await state_of(running) == "Running"
