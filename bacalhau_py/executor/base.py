@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Protocol
 
 from bacalhau_py.models import JobSpec
+from bacalhau_py.models.spec import describe_size
 
 # stdout and stderr are each cut at this size; the rest is dropped.
 MAX_LOG_BYTES = 16 << 20
@@ -61,6 +62,11 @@ class PreparedExecution:
 class RunResult:
     exit_code: int
     message: str = ""
+
+
+def over_memory(limit: int) -> str:
+    """Why a run over its memory limit failed: the same words for every executor."""
+    return f"killed for using more than {describe_size(limit)} of memory (the job's memory limit)"
 
 
 class Executor(Protocol):

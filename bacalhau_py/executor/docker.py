@@ -75,9 +75,9 @@ from bacalhau_py.executor.base import (
     RunResult,
     job_environment,
     live_log,
+    over_memory,
 )
 from bacalhau_py.models.image import ImageIdentity, ImageRef, parse_image
-from bacalhau_py.models.spec import describe_size
 
 T = TypeVar("T")
 
@@ -258,10 +258,7 @@ class DockerExecutor:
             )
             if container.attrs.get("State", {}).get("OOMKilled") and spec.resources.memory:
                 # After the logs are copied: they show what the job did up to then.
-                raise ExecutorError(
-                    f"killed for using more than {describe_size(spec.resources.memory)} of memory "
-                    "(the job's memory limit)"
-                )
+                raise ExecutorError(over_memory(spec.resources.memory))
             if truncated:
                 message = "; ".join(filter(None, [message, f"{truncated} cut at {self.max_log_bytes} bytes"]))
             return RunResult(exit_code=exit_code, message=message)

@@ -38,11 +38,16 @@ What a job sees
   (``unreachable``, out-of-bounds access, stack overflow; C's ``abort()`` is
   one) -> 134, the code a native program killed by SIGABRT reports, with
   ``wasm trap: <message>`` appended to stderr and in `RunResult.message`.
-- Memory: ``spec.resources.memory`` caps linear memory (``memory.grow``
+- Memory: ``spec.resources.memory`` caps each linear memory (``memory.grow``
   fails, so ``malloc`` returns NULL); a module whose initial memory is already
   over the limit cannot run (`ExecutorError`). The compute node sets it for
   every job (its ``--default-job-memory`` when the job names none): the
-  module runs inside the node's own process.
+  module runs inside the node's own process. A run that then fails (a trap,
+  or a non-zero exit) with a memory grown past `OUT_OF_MEMORY_FRACTION` of
+  the limit ran out of it: `ExecutorError` "killed for using more than N of
+  memory", as a docker job over its limit, with its output kept. (wasmtime's
+  C API can only refuse a grow, not trap on it, so the failure is what
+  tells; a program that copes with a NULL from malloc and exits 0 succeeds.)
 - Timeout / cancel: the runner's trio cancel scope. The module runs with
   epoch interruption in a worker thread; on cancellation a watcher bumps the
   epoch of this run's own engine (one engine per run, so other runs are not
@@ -93,7 +98,14 @@ import wasmtime
 
 from bacalhau_py.context import ProviderContext
 from bacalhau_py.errors import ExecutorError
-from bacalhau_py.executor.base import MAX_LOG_BYTES, Mount, PreparedExecution, RunResult, job_environment
+from bacalhau_py.executor.base import (
+    MAX_LOG_BYTES,
+    Mount,
+    PreparedExecution,
+    RunResult,
+    job_environment,
+    over_memory,
+)
 
 WASI = "wasi_snapshot_preview1"
 
@@ -105,6 +117,11 @@ TRAP_EXIT_CODE = 134
 # what it printed is still cut to MAX_LOG_BYTES each.
 MAX_OUTPUT_BYTES = 64 * MAX_LOG_BYTES
 OUTPUT_POLL_SECONDS = 0.05
+
+# A run that fails with a memory past this share of its limit ran out of
+# memory: malloc grows memory by what it needs at once (a 1 MiB block is 16
+# pages or more), so a refused grow leaves it short of the limit by up to that.
+OUT_OF_MEMORY_FRACTION = 7 / 8
 
 # 2022-01-01T00:00:00Z: the virtual wall clock's start.
 VIRTUAL_EPOCH_NS = 1_640_995_200 * 1_000_000_000
@@ -381,6 +398,9 @@ class _Run:
         self.interrupted = threading.Event()
         self.overflow = False
         self.exit_status = _ExitStatus()
+        self.memories: list[wasmtime.Memory] = []
+        """The linear memories the modules export (the ones the limit applies to, that we can see)."""
+        self.out_of_memory = False
 
     def interrupt(self, overflow: bool = False) -> None:
         """(From the trio thread.) Make the running wasm trap at its next check."""
@@ -408,6 +428,9 @@ class _Run:
         if note:
             with open(stderr, "ab") as out:
                 out.write(f"\n{note}\n".encode())
+        if self.out_of_memory:
+            # After the logs are kept: they show what the job did up to then.
+            raise ExecutorError(over_memory(execution.spec.resources.memory))
         if cut:
             result = RunResult(
                 result.exit_code,
@@ -456,7 +479,25 @@ class _Run:
             return RunResult(exit_code=TRAP_EXIT_CODE, message=_INTERRUPTED), ""
         self._link_imports(linker, store)
         entries = self._instantiate(linker, store, module, spec.task.entry_point)
-        return self._call(store, entries)
+        result, note = self._call(store, entries)
+        if result.exit_code != 0 and result.message != _INTERRUPTED and not self.overflow:
+            self.out_of_memory = self._at_memory_limit(store)
+        return result, note
+
+    def _at_memory_limit(self, store: wasmtime.Store) -> bool:
+        limit = self.execution.spec.resources.memory
+        if not limit:
+            return False
+        for memory in self.memories:
+            kind = memory.type(store)
+            if kind.limits.max is not None and kind.limits.max * kind.page_size < limit:
+                continue  # the module's own maximum stops it first, not the job's limit
+            if memory.data_len(store) > limit * OUT_OF_MEMORY_FRACTION:
+                return True
+        return False
+
+    def _keep_memories(self, store: wasmtime.Store, instance: wasmtime.Instance) -> None:
+        self.memories += [item for item in instance.exports(store).values() if isinstance(item, wasmtime.Memory)]
 
     def _link_imports(self, linker: wasmtime.Linker, store: wasmtime.Store) -> None:
         """Instantiate each imported module, in order, and define its exports
@@ -465,6 +506,7 @@ class _Run:
             module = self._load_module(path)
             try:
                 instance = linker.instantiate(store, module)
+                self._keep_memories(store, instance)
                 linker.define_instance(store, spec_import.name, instance)
                 # A reactor (a library built with `-mexec-model=reactor`) sets itself up here.
                 initialize = instance.exports(store).get("_initialize")
@@ -523,6 +565,7 @@ class _Run:
             raise ExecutorError(f"the wasm module exited with {error.code} while starting") from None
         except (wasmtime.WasmtimeError, wasmtime.Trap) as error:
             raise ExecutorError(f"cannot start the wasm module: {_first_line(error)}") from None
+        self._keep_memories(store, instance)
         exports = instance.exports(store)
         entry = exports.get(entry_point)
         if not isinstance(entry, wasmtime.Func):

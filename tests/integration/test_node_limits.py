@@ -104,18 +104,32 @@ async def test_a_docker_job_that_asks_for_nothing_runs_under_the_defaults(nurser
     assert out.split() == ["50000", str(200 << 20)]
 
 
-async def test_a_wasm_job_cannot_take_more_than_the_default_memory_inside_the_node(
+async def test_a_wasm_job_over_the_default_memory_fails_naming_it_next_to_one_that_completes(
     nursery, tmp_path, wasm_modules
 ):
     node = await start_node(nursery, tmp_path / "node", job_limits=JobLimits(default_memory=32 << 20))
     bacalhau = cli(node, tmp_path)
-    # 4 GiB asked: the store's limit refuses the memory at 32 MiB, in the node process.
-    code, job_id, err = await bacalhau("wasm", "run", "--wait", "--id-only", str(wasm_modules["alloc"]), "4096")
+    results = {}
+
+    async def run(name: str, *args: str) -> None:
+        results[name] = await bacalhau("wasm", "run", "--wait", "--id-only", *args)
+
+    async with trio.open_nursery() as jobs:
+        # 4 GiB asked: the store's limit refuses the memory at 32 MiB, in the node process.
+        jobs.start_soon(run, "hog", str(wasm_modules["alloc"]), "4096")
+        jobs.start_soon(run, "normal", str(wasm_modules["alloc"]), "8")
+    code, hog, err = results["hog"]
+    assert code == 1 and "killed for using more than 32 MiB of memory (the job's memory limit)" in err
+    job = await describe(bacalhau, hog.strip())
+    assert job["state"] == "Failed" and "killed for using more than 32 MiB" in job["message"]
+    # What it printed up to then can be read.
+    code, _, err = await bacalhau("logs", hog.strip())
+    assert code == 0 and err.startswith("allocation failed after ") and int(err.split()[3]) < 32
+
+    code, normal, err = results["normal"]
     assert code == 0, err
-    code, _, err = await bacalhau("logs", job_id.strip())
-    assert err.startswith("allocation failed after ") and int(err.split()[3]) < 32
-    job = await describe(bacalhau, job_id.strip())
-    assert job["executions"][0]["exit_code"] == 3
+    code, out, _ = await bacalhau("logs", normal.strip())
+    assert out == "allocated 8 MiB\n"
     # A job that asks for more memory gets it.
     code, job_id, err = await bacalhau(
         "wasm", "run", "--wait", "--id-only", "--memory", "128Mb", str(wasm_modules["alloc"]), "64"

@@ -240,11 +240,23 @@ async def test_cancel_interrupts_an_infinite_loop(executor, wasm_modules, tmp_pa
     assert (await executor.run(again)).exit_code == 0
 
 
-async def test_memory_limit_makes_allocation_fail(executor, wasm_modules, tmp_path):
+async def test_a_run_over_its_memory_limit_fails_naming_the_limit(executor, wasm_modules, tmp_path):
+    # malloc returns NULL at the limit; the program says so and exits 3: it ran out of memory.
     limited = make_execution(tmp_path, wasm_modules["alloc"], command=["128"], memory=32 << 20)
-    result = await executor.run(limited)
-    assert result.exit_code == 3
+    with pytest.raises(ExecutorError, match=r"^killed for using more than 32 MiB of memory \(the job's memory limit\)$"):
+        await executor.run(limited)
     assert out(limited, "stderr").startswith("allocation failed after ")
+    # memory.grow refused, then a trap (as Rust aborts when an allocation fails).
+    grows = make_execution(tmp_path, wat_module(tmp_path, "grow"), memory=2 << 20)
+    with pytest.raises(ExecutorError, match=r"^killed for using more than 2 MiB of memory"):
+        await executor.run(grows)
+    assert out(grows) == "growing\n"
+    assert "wasm trap: " in out(grows, "stderr")
+    # Within the limit, the same program runs, and a failure far from the limit is the program's own.
+    within = make_execution(tmp_path, wasm_modules["alloc"], command=["16"], memory=32 << 20)
+    assert (await executor.run(within)).exit_code == 0
+    failing = make_execution(tmp_path, wasm_modules["exit_code"], command=["trap"], memory=32 << 20)
+    assert (await executor.run(failing)).exit_code == TRAP_EXIT_CODE
     free = make_execution(tmp_path, wasm_modules["alloc"], command=["48"])
     assert (await executor.run(free)).exit_code == 0
     assert out(free) == "allocated 48 MiB\n"
