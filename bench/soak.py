@@ -1,17 +1,26 @@
 """Soak: a 3-node devstack under a steady mix of jobs while compute nodes keep dying.
 
-`python -m bench.soak [--minutes 15] [--kill-every 180]` (not part of `make
-bench` or CI). Node 0 takes the jobs (and runs some); every `--kill-every`
-seconds node 1 or node 2, in turn, is killed (SIGKILL) and started again a
-few seconds later. Client threads submit docker, wasm and noop jobs one after
-another the whole time. Every 30 s the nodes' repo sizes and resident memory
-(node + kubo child) are sampled.
+`python -m bench.soak [--minutes 15] [--kill-every 180] [--retention 120]`
+(not part of `make bench` or CI). Node 0 takes the jobs (and runs some); every
+`--kill-every` seconds node 1 or node 2, in turn, is killed (SIGKILL) and
+started again a few seconds later. Client threads submit docker, wasm and
+noop jobs one after another the whole time. Every 30 s the nodes' repo sizes
+and resident memory (node + kubo child) are sampled.
+
+The nodes run with `--retention` (seconds; 2 minutes by default, not the 7
+days of `serve`): results, pins and finished jobs go after it, so within a
+15-minute run the repos reach the size they keep, and the soak exercises
+those sweeps (and IPFS garbage collection) all along.
 
 At the end it checks, and prints: every job terminal (none left Running),
 none Failed or lost, none completed twice (concurrency 1: exactly one
 accepted execution), and whether disk use and RSS stayed flat (the last
-sample within 25 % of the first one taken after warm-up). The summary goes
-to .state/bench/soak.json; the exit code is 1 if a check fails.
+sample within 25 % of the first one taken after warm-up: twice the
+retention, once the oldest jobs and results have started to go). Disk use is
+the repos' state; the logs in them (the node's stderr as devstack keeps it,
+kubo's own logs) are sampled apart, as `logs_mib`: they grow with the work
+done, as any log, and are the operator's to rotate. The summary goes to
+.state/bench/soak.json; the exit code is 1 if a check fails.
 """
 
 from __future__ import annotations
@@ -34,7 +43,8 @@ from bench.common import IMAGE, STATE, build_wasm, client_of, fresh_dir, in_thre
 
 CLIENTS = 4
 SAMPLE_EVERY = 30.0
-WARM_UP = 60.0
+LOGS = {"node.log", "kubo.log", "kubo.log.1", "bacalhau-kubo.log"}
+"""Log files in a node's repo (devstack's copy of its stderr, kubo's): sampled apart from its state."""
 DOWN_FOR = 10.0
 """How long a killed node stays down: less than --node-lost-after, so its restart (new boot ID) is what tells."""
 FLAT = 1.25
@@ -56,15 +66,19 @@ def _submitter(node: DevNode, module: Path, stop: threading.Event, jobs: list[di
             errors.append(str(error))
 
 
-def _du(path: Path) -> int:
-    total = 0
+def _du(path: Path) -> tuple[int, int]:
+    """Bytes of state and bytes of logs under `path`."""
+    state = logs = 0
     for file in path.rglob("*"):
         try:
             if file.is_file() and not file.is_symlink():
-                total += file.stat().st_size
+                if file.name in LOGS:
+                    logs += file.stat().st_size
+                else:
+                    state += file.stat().st_size
         except FileNotFoundError:
             continue  # an execution folder removed while we walk: the node cleaning up, as it should
-    return total
+    return state, logs
 
 
 def _rss_mib(node: DevNode) -> float:
@@ -77,9 +91,9 @@ def _rss_mib(node: DevNode) -> float:
 
 async def _sample(nodes: list[DevNode], root: Path, samples: list[dict], started: float) -> None:
     while True:
-        disk = await trio.to_thread.run_sync(_du, root)
+        disk, logs = await trio.to_thread.run_sync(_du, root)
         samples.append({"t": round(time.monotonic() - started), "disk_mib": round(disk / (1 << 20), 1),
-                        "rss_mib": round(sum(_rss_mib(n) for n in nodes), 1)})
+                        "logs_mib": round(logs / (1 << 20), 1), "rss_mib": round(sum(_rss_mib(n) for n in nodes), 1)})
         print(f"   {samples[-1]}", file=sys.stderr, flush=True)
         await trio.sleep(SAMPLE_EVERY)
 
@@ -96,12 +110,12 @@ async def _chaos(nodes: list[DevNode], kill_every: float, kills: list[str]) -> N
         await start_again(victim, nodes)
 
 
-def _flat(samples: list[dict], key: str) -> bool:
-    settled = [s for s in samples if s["t"] >= WARM_UP] or samples
+def _flat(samples: list[dict], key: str, warm_up: float) -> bool:
+    settled = [s for s in samples if s["t"] >= warm_up] or samples
     return settled[-1][key] <= settled[0][key] * FLAT
 
 
-async def soak(minutes: float, kill_every: float) -> dict:
+async def soak(minutes: float, kill_every: float, retention: float) -> dict:
     root = fresh_dir("soak")
     module = build_wasm("hello")
     jobs: list[dict] = []
@@ -109,7 +123,7 @@ async def soak(minutes: float, kill_every: float) -> dict:
     samples: list[dict] = []
     kills: list[str] = []
     stop = threading.Event()
-    async with devstack(root / "repos", 3) as nodes:
+    async with devstack(root / "repos", 3, node_args=[["--retention", f"{retention:g}s"]] * 3) as nodes:
         started = time.monotonic()
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_sample, nodes, root, samples, started)
@@ -130,8 +144,10 @@ async def soak(minutes: float, kill_every: float) -> dict:
         states[job["state"]] = states.get(job["state"], 0) + 1
     twice = [j["id"] for j in jobs if sum(1 for e in j["executions"] if e["state"] == "ResultAccepted") > 1]
     rescheduled = [j["id"] for j in jobs if any(e["message"].startswith("rescheduled") for e in j["events"])]
+    warm_up = max(60.0, 2 * retention)
     summary = {
         "minutes": minutes,
+        "retention_seconds": retention,
         "kills": len(kills),
         "jobs": len(jobs),
         "states": states,
@@ -139,8 +155,8 @@ async def soak(minutes: float, kill_every: float) -> dict:
         "completed_twice": twice,
         "client_errors": errors[:20],
         "unfinished_listed": [j["id"] for j in listed if j["state"] in ("Pending", "Running")],
-        "disk_flat": _flat(samples, "disk_mib"),
-        "rss_flat": _flat(samples, "rss_mib"),
+        "disk_flat": _flat(samples, "disk_mib", warm_up),
+        "rss_flat": _flat(samples, "rss_mib", warm_up),
         "samples": samples,
     }
     summary["ok"] = (
@@ -154,8 +170,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=15.0)
     parser.add_argument("--kill-every", type=float, default=180.0, help="seconds between two kills")
+    parser.add_argument("--retention", type=float, default=120.0, help="the nodes' --retention, in seconds")
     args = parser.parse_args()
-    summary = trio.run(soak, args.minutes, args.kill_every)
+    summary = trio.run(soak, args.minutes, args.kill_every, args.retention)
     STATE.mkdir(parents=True, exist_ok=True)
     (STATE / "soak.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(json.dumps({k: v for k, v in summary.items() if k != "samples"}, indent=2))

@@ -21,9 +21,13 @@ import trio
 from bacalhau_py.jobstore.sqlite import JobStore
 from bacalhau_py.jobstore.workflows import WorkflowStore
 from bacalhau_py.models.job import now
-from bacalhau_py.publisher.retention import MAX_SWEEP_SECONDS
 
 log = logging.getLogger("bacalhau_py.jobs")
+
+# A sweep is cheap (an indexed delete; no garbage collection as for result
+# pins), so it comes often: a tenth of the retention, at least every minute.
+# The store then holds little more than the retention's jobs.
+MAX_SWEEP_SECONDS = 60.0
 
 
 class JobRetention:
@@ -46,8 +50,7 @@ class JobRetention:
 
     async def serve(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
-        # As for result pins: half the retention, at least once an hour, at most once a second.
-        pause = max(1.0, min(self.retention / 2, MAX_SWEEP_SECONDS))
+        pause = max(1.0, min(self.retention / 10, MAX_SWEEP_SECONDS))
         while True:
             await trio.sleep(pause)
             try:

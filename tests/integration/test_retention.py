@@ -125,7 +125,7 @@ async def test_a_requester_forgets_finished_jobs_after_the_retention_and_keeps_r
         old = old.strip()
         assert await state_of(old) == "Completed"
 
-        # The node sweeps every second (half the retention).
+        # The node sweeps every second (a tenth of the retention, at least every second).
         with trio.fail_after(60):
             while await state_of(old) is not None:
                 await trio.sleep(0.2)
