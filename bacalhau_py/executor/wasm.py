@@ -399,7 +399,7 @@ class _Run:
         self.overflow = False
         self.exit_status = _ExitStatus()
         self.memories: list[wasmtime.Memory] = []
-        """The linear memories the modules export (the ones the limit applies to, that we can see)."""
+        """The linear memories the modules export: what `_at_memory_limit` looks at."""
         self.out_of_memory = False
 
     def interrupt(self, overflow: bool = False) -> None:
