@@ -24,15 +24,13 @@ import json
 import os
 import select
 import socket
-import tarfile
-import tempfile
 import urllib.parse
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from bacalhau_py import errors, safetar
+from bacalhau_py import errors
 from bacalhau_py.auth.client_key import ClientKey
 from bacalhau_py.errors import AccessDenied, BacalhauError, NodeUnreachable, NotAuthenticated, NotFound, UserInputError
 
@@ -164,6 +162,10 @@ class APIClient:
 
     def ipfs_add(self, path: Path) -> str:
         """Upload a local file or folder to the node and add it to its IPFS; return the CID."""
+        # Here, not at the top: a command that moves no data does not pay for them.
+        import tarfile
+        import tempfile
+
         if not path.exists():
             raise UserInputError(f"{path}: no such file or folder")
         with tempfile.TemporaryFile() as spool:
@@ -322,7 +324,22 @@ def _error_from(body: dict[str, Any], status: int) -> BacalhauError:
         cls = {400: UserInputError, 401: NotAuthenticated, 403: AccessDenied, 404: NotFound, 413: errors.RequestTooLarge}.get(
             status, BacalhauError
         )
-    return cls(" ".join(str(body["error"]).split()))
+    message = " ".join(str(body["error"]).split())
+    if issubclass(cls, errors.SpecError):
+        return _spec_error(message, body)
+    return cls(message)
+
+
+def _spec_error(message: str, body: dict[str, Any]) -> errors.SpecError:
+    """The node's SpecError with its field and problem, when the body holds them in their shapes."""
+    field, problem = body.get("field"), body.get("problem")
+    if (
+        isinstance(field, list)
+        and all(isinstance(part, (str, int)) and not isinstance(part, bool) for part in field)
+        and isinstance(problem, str)
+    ):
+        return errors.SpecError(message, field=tuple(field), problem=" ".join(problem.split()))
+    return errors.SpecError(message)
 
 
 def extract(chunks: Iterable[bytes], dest: Path) -> list[str]:
@@ -331,6 +348,10 @@ def extract(chunks: Iterable[bytes], dest: Path) -> list[str]:
     The archive came over the network: tarfile's `data` filter refuses absolute
     paths, `..`, links out of `dest`, devices and setuid bits.
     """
+    import tarfile
+
+    from bacalhau_py import safetar
+
     dest.mkdir(parents=True, exist_ok=True)
     try:
         # Stream mode ("r|"): read once, front to back, never held whole.
