@@ -6,7 +6,7 @@ Two views, each interleaved with its raw counterpart:
   include a Python start, as the target asks ("CLI start included").
 - API: submit -> Completed through the API vs compiling and running the
   module in this process (no interpreter start on either side).
-Target: ours <= raw + 150 ms.
+Target: ours <= raw + 100 ms via the CLI (issue 12), raw + 150 ms via the API.
 """
 
 from __future__ import annotations
@@ -72,10 +72,10 @@ async def run(ctx) -> list[Result]:
     with client_of(nodes[0]) as client:
         api_ours, api_raw = await in_thread(_measure_api, module, client)
     rows = []
-    for label, mine, base, how in [
-        ("wasm job end to end (CLI wasm run --wait)", ours, raw,
+    for label, mine, base, budget, how in [
+        ("wasm job end to end (CLI wasm run --wait)", ours, raw, 100,
          "bacalhau wasm run --wait hello.wasm vs python -m bench.raw_wasm hello.wasm"),
-        ("wasm job submit -> Completed (API)", api_ours, api_raw,
+        ("wasm job submit -> Completed (API)", api_ours, api_raw, 150,
          "API submit+wait vs in-process wasmtime compile+run"),
     ]:
         value, baseline = ms(median(mine)), ms(median(base))
@@ -85,8 +85,8 @@ async def run(ctx) -> list[Result]:
                 median=value,
                 raw=baseline,
                 ratio=round(value / baseline, 2),
-                target="<= raw + 150 ms",
-                met=value - baseline <= 150,
+                target=f"<= raw + {budget} ms",
+                met=value - baseline <= budget,
                 samples=[ms(t) for t in mine],
                 command=f"python -m bench wasm  # {how}",
                 extra={"overhead_ms": round(value - baseline, 1)},
