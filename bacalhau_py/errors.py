@@ -76,3 +76,14 @@ class NotAuthenticated(BacalhauError):
 
 class AccessDenied(BacalhauError):
     """The client is known but may not do this: another client's job, an operator's command (HTTP 403)."""
+
+
+class SpecError(UserInputError):
+    """A job spec that is not valid. `field` says where (`("inputs", 0, "cid")`; `()` for the spec as
+    a whole) and `problem` what is wrong, apart from the message: a client can then name what its
+    user typed instead (`bacalhau run` names the flag: cli/flags.py)."""
+
+    def __init__(self, message: str, field: tuple[str | int, ...] = (), problem: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+        self.problem = message if problem is None else problem

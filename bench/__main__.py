@@ -22,7 +22,7 @@ from bench.common import RESULTS, STATE, Result, load_results, stack
 
 # Run order: cheap first; burst after the single-job rows (it fills the job
 # store); the data and scale rows start devstacks of their own.
-MODULES = ["cli_start", "noop", "docker_job", "wasm_job", "memo", "burst", "data", "scale", "devstack_start", "lost_node"]
+MODULES = ["cli_start", "noop", "docker_job", "wasm_job", "cli_clients", "memo", "burst", "data", "scale", "devstack_start", "lost_node"]
 
 
 class Context:

@@ -17,6 +17,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from functools import partial
 from pathlib import Path
 
@@ -129,6 +130,14 @@ def submit_and_wait(client: APIClient, spec: dict, timeout: float = 120.0) -> di
     if job["state"] != "Completed":
         raise RuntimeError(f"job {job['id']} {job['state']}: {job.get('message')}")
     return job
+
+
+def network_seconds(client: APIClient, job_id: str) -> float:
+    """A finished job's time on the network: from its submit to its last change (the node's own clock).
+
+    A CLI run's wall time minus this is what the CLI process itself costs."""
+    job = client.get_job(job_id)
+    return (datetime.fromisoformat(job["updated_at"]) - datetime.fromisoformat(job["created_at"])).total_seconds()
 
 
 def noop_spec(**extra) -> dict:

@@ -6,7 +6,7 @@ Two views, each interleaved with its raw counterpart:
   include a Python start, as the target asks ("CLI start included").
 - API: submit -> Completed through the API vs compiling and running the
   module in this process (no interpreter start on either side).
-Target: ours <= raw + 150 ms.
+Target: ours <= raw + 100 ms via the CLI (issue 12), raw + 150 ms via the API.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from bench.common import (
     in_thread,
     median,
     ms,
+    network_seconds,
     run_command,
     submit_and_wait,
     timed,
@@ -35,7 +36,7 @@ SAMPLES = 8
 API_SAMPLES = 20
 
 
-def _measure_cli(module, env) -> tuple[list[float], list[float]]:
+def _measure_cli(module, env, ids: list[str]) -> tuple[list[float], list[float]]:
     # --no-memo: each sample runs (the same job would be served from a receipt).
     ours_cmd = [*CLI, "wasm", "run", "--wait", "--no-memo", str(module)]
     raw_cmd = [sys.executable, "-m", "bench.raw_wasm", str(module)]
@@ -43,7 +44,7 @@ def _measure_cli(module, env) -> tuple[list[float], list[float]]:
     run_command(raw_cmd)
     ours, raw = [], []
     for _ in range(SAMPLES):
-        ours.append(timed(lambda: run_command(ours_cmd, env=env)))
+        ours.append(timed(lambda: ids.append(run_command(ours_cmd, env=env).strip())))
         raw.append(timed(lambda: run_command(raw_cmd)))
     return ours, raw
 
@@ -68,15 +69,18 @@ def _measure_api(module, client) -> tuple[list[float], list[float]]:
 async def run(ctx) -> list[Result]:
     nodes = await ctx.stack()
     module = build_wasm("hello")
-    ours, raw = await in_thread(_measure_cli, module, cli_env(nodes[0]))
+    ids: list[str] = []
+    ours, raw = await in_thread(_measure_cli, module, cli_env(nodes[0]), ids)
     with client_of(nodes[0]) as client:
+        network = ms(median([await in_thread(network_seconds, client, i) for i in ids]))
         api_ours, api_raw = await in_thread(_measure_api, module, client)
     rows = []
-    for label, mine, base, how in [
-        ("wasm job end to end (CLI wasm run --wait)", ours, raw,
-         "bacalhau wasm run --wait hello.wasm vs python -m bench.raw_wasm hello.wasm"),
-        ("wasm job submit -> Completed (API)", api_ours, api_raw,
-         "API submit+wait vs in-process wasmtime compile+run"),
+    cli_share = {"network_ms": network, "cli_ms": round(ms(median(ours)) - network, 1)}
+    for label, mine, base, budget, how, more in [
+        ("wasm job end to end (CLI wasm run --wait)", ours, raw, 100,
+         "bacalhau wasm run --wait hello.wasm vs python -m bench.raw_wasm hello.wasm", cli_share),
+        ("wasm job submit -> Completed (API)", api_ours, api_raw, 150,
+         "API submit+wait vs in-process wasmtime compile+run", {}),
     ]:
         value, baseline = ms(median(mine)), ms(median(base))
         rows.append(
@@ -85,11 +89,11 @@ async def run(ctx) -> list[Result]:
                 median=value,
                 raw=baseline,
                 ratio=round(value / baseline, 2),
-                target="<= raw + 150 ms",
-                met=value - baseline <= 150,
+                target=f"<= raw + {budget} ms",
+                met=value - baseline <= budget,
                 samples=[ms(t) for t in mine],
                 command=f"python -m bench wasm  # {how}",
-                extra={"overhead_ms": round(value - baseline, 1)},
+                extra={"overhead_ms": round(value - baseline, 1), **more},
             )
         )
     return rows

@@ -40,6 +40,7 @@ from bacalhau_py.errors import (
     NotAuthenticated,
     NotFound,
     RequestTooLarge,
+    SpecError,
     StorageError,
     TransportError,
     UserInputError,
@@ -118,7 +119,11 @@ def create_app(
             log.error("%s %s failed: %s", request.method, request.url.path, error)
         # A 401 names its scheme (RFC 9110): an API key as a bearer token.
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-        return JSONResponse(error_body(str(error), type(error).__name__), status_code=status, headers=headers)
+        body = error_body(str(error), type(error).__name__)
+        if isinstance(error, SpecError):
+            # Where and what, apart: the CLI names the flag its user typed (cli/flags.py).
+            body |= {"field": list(error.field), "problem": error.problem}
+        return JSONResponse(body, status_code=status, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def _bad_request(request: Request, error: RequestValidationError) -> JSONResponse:

@@ -5,11 +5,11 @@ body becomes the same exception class with the server's one-line message,
 and a node that cannot be reached becomes `NodeUnreachable` naming the address.
 Jobs and node infos are returned as the server's JSON (dicts).
 
-It speaks HTTP/1.1 with the standard library's `http.client`, not httpx:
-every CLI command pays for this client's imports, and httpx (with httpcore,
-anyio, ...) took 100-150 ms of a command's start where `http.client` takes
-a few ms (measured in bench/: BENCHMARKS.md). One keep-alive connection
-serves all of a client's calls (a `--wait` makes several).
+It speaks HTTP/1.1 on a plain socket (`api/http1.py`), not with httpx nor
+`http.client`: every CLI command pays for this client's imports; httpx (with
+httpcore, anyio, ...) took 100-150 ms of a command's start, `http.client`
+(with email and ssl) about 20 ms (measured in bench/: BENCHMARKS.md). One
+keep-alive connection serves all of a client's calls (a `--wait` makes several).
 
 Every request is signed with the client's key (`auth/client_key.py`) and,
 when `BACALHAU_API_KEY` is set, carries it as `Authorization: Bearer KEY`.
@@ -18,21 +18,19 @@ when `BACALHAU_API_KEY` is set, carries it as `Authorization: Bearer KEY`.
 from __future__ import annotations
 
 import base64
-import http.client
 import io
 import json
 import os
 import select
 import socket
-import tarfile
-import tempfile
 import urllib.parse
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from bacalhau_py import errors, safetar
+from bacalhau_py import errors
+from bacalhau_py.api import http1
 from bacalhau_py.auth.client_key import ClientKey
 from bacalhau_py.errors import AccessDenied, BacalhauError, NodeUnreachable, NotAuthenticated, NotFound, UserInputError
 
@@ -45,7 +43,7 @@ CONNECT_TIMEOUT = 5.0
 class _Response:
     """What a call got back: status, and the body (read whole or streamed)."""
 
-    def __init__(self, raw: http.client.HTTPResponse) -> None:
+    def __init__(self, raw: http1.Response) -> None:
         self.raw = raw
         self.status_code = raw.status
 
@@ -84,7 +82,7 @@ class APIClient:
         self.timeout = timeout
         self.key = key or ClientKey.load_or_create()
         self.api_key = api_key if api_key is not None else os.environ.get("BACALHAU_API_KEY") or None
-        self._connection: http.client.HTTPConnection | None = None
+        self._connection: http1.Connection | None = None
 
     def close(self) -> None:
         if self._connection is not None:
@@ -164,6 +162,10 @@ class APIClient:
 
     def ipfs_add(self, path: Path) -> str:
         """Upload a local file or folder to the node and add it to its IPFS; return the CID."""
+        # Here, not at the top: a command that moves no data does not pay for them.
+        import tarfile
+        import tempfile
+
         if not path.exists():
             raise UserInputError(f"{path}: no such file or folder")
         with tempfile.TemporaryFile() as spool:
@@ -203,6 +205,8 @@ class APIClient:
         with _mapped(self.address):
             response = self._request(method, path, **kwargs)
             data = response.read()
+        if not response.raw.reusable:
+            self.close()
         if response.is_error:
             raise self._refused(_body(response.status_code, data, path), response.status_code)
         return json.loads(data)
@@ -217,7 +221,7 @@ class APIClient:
             finished = False
             try:
                 yield response
-                finished = response.raw.isclosed()
+                finished = response.raw.isclosed() and response.raw.reusable
             finally:
                 if not finished:
                     # Left mid-body: this connection cannot carry another request.
@@ -243,26 +247,24 @@ class APIClient:
         connection.sock.settimeout(self.timeout if timeout is ... else timeout)
         try:
             try:
-                connection.request(method, url, body=body, headers=headers or {})
+                connection.send(method, url, headers, body)
             except (BrokenPipeError, ConnectionResetError):
                 # The node may answer before it has read the whole body (413:
                 # too large) and close: its answer is still there to read.
                 pass
-            return _Response(connection.getresponse())
+            return _Response(connection.response())
         except BaseException:
             self.close()
             raise
 
-    def _connected(self) -> http.client.HTTPConnection:
+    def _connected(self) -> http1.Connection:
         """The keep-alive connection, (re)opened if the node closed it while idle."""
         connection = self._connection
         if connection is not None and (connection.sock is None or _closed_by_peer(connection.sock)):
             self.close()
             connection = None
         if connection is None:
-            connection = http.client.HTTPConnection(self.host, self.port, timeout=CONNECT_TIMEOUT, blocksize=CHUNK)
-            connection.connect()
-            connection.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            connection = http1.Connection(self.host, self.port, CONNECT_TIMEOUT)
             self._connection = connection
         return connection
 
@@ -294,7 +296,7 @@ def _mapped(address: str) -> Iterator[None]:
         raise NodeUnreachable(f"cannot reach the node at {address}: {_reason(error)}") from None
     except TimeoutError as error:
         raise NodeUnreachable(f"the node at {address} did not answer in time: {_reason(error)}") from None
-    except (OSError, http.client.HTTPException) as error:
+    except (OSError, http1.ProtocolError) as error:
         raise NodeUnreachable(f"lost the connection to the node at {address}: {_reason(error)}") from None
 
 
@@ -322,7 +324,22 @@ def _error_from(body: dict[str, Any], status: int) -> BacalhauError:
         cls = {400: UserInputError, 401: NotAuthenticated, 403: AccessDenied, 404: NotFound, 413: errors.RequestTooLarge}.get(
             status, BacalhauError
         )
-    return cls(" ".join(str(body["error"]).split()))
+    message = " ".join(str(body["error"]).split())
+    if issubclass(cls, errors.SpecError):
+        return _spec_error(message, body)
+    return cls(message)
+
+
+def _spec_error(message: str, body: dict[str, Any]) -> errors.SpecError:
+    """The node's SpecError with its field and problem, when the body holds them in their shapes."""
+    field, problem = body.get("field"), body.get("problem")
+    if (
+        isinstance(field, list)
+        and all(isinstance(part, (str, int)) and not isinstance(part, bool) for part in field)
+        and isinstance(problem, str)
+    ):
+        return errors.SpecError(message, field=tuple(field), problem=" ".join(problem.split()))
+    return errors.SpecError(message)
 
 
 def extract(chunks: Iterable[bytes], dest: Path) -> list[str]:
@@ -331,6 +348,10 @@ def extract(chunks: Iterable[bytes], dest: Path) -> list[str]:
     The archive came over the network: tarfile's `data` filter refuses absolute
     paths, `..`, links out of `dest`, devices and setuid bits.
     """
+    import tarfile
+
+    from bacalhau_py import safetar
+
     dest.mkdir(parents=True, exist_ok=True)
     try:
         # Stream mode ("r|"): read once, front to back, never held whole.

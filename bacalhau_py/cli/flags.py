@@ -1,10 +1,15 @@
-"""Flags shared by the client commands, and the one place where job flags become a JobSpec.
+"""Flags shared by the client commands, and the one place where job flags become a job spec.
 
 Parsing is in two steps, each with one job:
 1. click `ParamType`s split each flag's syntax (`CID:PATH`, `K=V`, `64Mb`)
    and fail with the expected form;
-2. `build_spec` validates the assembled spec with the JobSpec model (the one
-   set of rules the server applies too) and names the flag a problem came from.
+2. the node validates the assembled spec (plain JSON) with the JobSpec model,
+   and `FlagSpec` turns the field of a problem it answers (`SpecError`) back
+   into the flag the user typed (`_FLAG_FOR`).
+
+The submitting CLI never imports pydantic or the models: they were most of a
+`run --wait`'s CPU (BENCHMARKS.md). Only --dry-run, and a submit that finds no
+node, validate here, with the same models and the same messages.
 
 Only click is imported at module level: `bacalhau --help` must start fast.
 """
@@ -17,6 +22,7 @@ from typing import Any
 
 import click
 
+from bacalhau_py.errors import NodeUnreachable, SpecError, UserInputError
 from bacalhau_py.publisher import PUBLISHERS
 from bacalhau_py.verifier import VERIFIERS
 
@@ -158,7 +164,7 @@ class Size(click.ParamType):
     name = "SIZE"
 
     def convert(self, value, param, ctx):
-        from bacalhau_py.models import parse_size
+        from bacalhau_py.models.forms import parse_size
 
         try:
             return parse_size(value)
@@ -170,32 +176,12 @@ class CPU(click.ParamType):
     name = "CPU"
 
     def convert(self, value, param, ctx):
-        from bacalhau_py.models import parse_cpu
+        from bacalhau_py.models.forms import parse_cpu
 
         try:
             return parse_cpu(value)
         except ValueError as error:
             self.fail(str(error), param, ctx)
-
-
-class Duration(click.ParamType):
-    """`90` or `90s`, `15m`, `12h`, `7d`: seconds, as a float."""
-
-    name = "DURATION"
-    _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, (int, float)):
-            return float(value)
-        text = value.strip().lower()
-        unit = self._UNITS.get(text[-1:], None)
-        try:
-            seconds = float(text[:-1] if unit else text) * (unit or 1)
-        except ValueError:
-            seconds = -1
-        if seconds <= 0:
-            self.fail(f"{value!r} is not a duration (expected e.g. 90s, 15m, 12h, 7d)", param, ctx)
-        return seconds
 
 
 def _flag(param: click.Parameter | None) -> str:
@@ -299,8 +285,8 @@ def submission_options(command: Callable) -> Callable:
     return api_options(command)
 
 
-def spec_from_flags(task: dict[str, Any], flags: dict[str, Any]):
-    """The JobSpec for a task (engine, image or module, command...) and the job flags."""
+def spec_from_flags(task: dict[str, Any], flags: dict[str, Any]) -> FlagSpec:
+    """The job spec for a task (engine, image or module, command...) and the job flags."""
     inputs = [*flags["volumes"], *flags["urls"], *flags["uris"]]
     selector = dict(pair for group in flags["selector"] for pair in group)
     data: dict[str, Any] = {
@@ -325,7 +311,7 @@ def spec_from_flags(task: dict[str, Any], flags: dict[str, Any]):
         "inputs": [item["flag"] for item in inputs],
         "outputs": [item["flag"] for item in flags["outputs"]],
     }
-    return build_spec(data, sources)
+    return FlagSpec(data, sources)
 
 
 # Where each spec field comes from on the command line, for error messages.
@@ -353,34 +339,57 @@ _FLAG_FOR = {
 }
 
 
-def build_spec(data: dict[str, Any], sources: dict[str, Any]):
-    """Validate `data` into a JobSpec; a problem becomes a UserInputError naming its flag."""
-    from pydantic import ValidationError
+class FlagSpec:
+    """A job spec as plain JSON, and where its parts came from on the command line.
 
-    from bacalhau_py.errors import UserInputError
-    from bacalhau_py.models import JobSpec
+    `sources`: "inputs"/"outputs" -> the flag and value of each item; "task" ->
+    IMAGE or MODULE; None for a spec file, whose problems keep their field names.
+    """
 
-    try:
-        return JobSpec.model_validate(data)
-    except ValidationError as error:
-        # Only here: the codec imports yaml, ~35 ms of every submit's start otherwise.
-        from bacalhau_py.models.codec import describe_validation_error
+    def __init__(self, data: dict[str, Any], sources: dict[str, Any] | None = None) -> None:
+        self.data = data
+        self.sources = sources
 
-        location = tuple(error.errors()[0]["loc"])
-        problem = describe_validation_error(error).split(": ", 1)[1]
-        raise UserInputError(f"{_flag_for(location, sources)}: {problem}" if location else problem) from None
+    def submit(self, client) -> dict[str, Any]:
+        """POST the spec to the node, which validates it; a problem it finds names the flag."""
+        try:
+            return client.submit(self.data)
+        except SpecError as error:
+            raise self.flag_error(error) from None
+        except NodeUnreachable:
+            # No node to validate it: bad flags are still reported first, as bad input (exit 2).
+            self.validated()
+            raise
 
+    def validated(self):
+        """The JobSpec, validated here as the node would (for --dry-run; imports pydantic and the models)."""
+        from bacalhau_py.models.codec import spec_from_dict
 
-def _flag_for(location: tuple, sources: dict[str, Any]) -> str:
-    """`sources`: "inputs"/"outputs" -> the flag and value of each item; "task" -> IMAGE or MODULE."""
-    if location == ("task",):
-        return sources["task"]
-    if len(location) >= 2 and location[0] in sources and isinstance(location[1], int):
-        return sources[location[0]][location[1]]
-    for length in range(len(location), 0, -1):
-        if location[:length] in _FLAG_FOR:
-            return _FLAG_FOR[location[:length]]
-    return ".".join(str(part) for part in location)
+        try:
+            return spec_from_dict(self.data)
+        except SpecError as error:
+            raise self.flag_error(error) from None
+
+    def flag_error(self, error: SpecError) -> UserInputError:
+        """`error` (the node's or ours) naming the flag or argument the field came from."""
+        if self.sources is None:
+            return error
+        if not error.field:
+            return UserInputError(error.problem)
+        return UserInputError(f"{self._flag_for(error.field)}: {error.problem}")
+
+    def _flag_for(self, location: tuple) -> str:
+        sources = self.sources
+        if location == ("task",):
+            return sources["task"]
+        if len(location) >= 2 and location[0] in sources and isinstance(location[1], int):
+            items = sources[location[0]]
+            if 0 <= location[1] < len(items):
+                return items[location[1]]
+        for length in range(len(location), 0, -1):
+            if location[:length] in _FLAG_FOR:
+                return _FLAG_FOR[location[:length]]
+        return ".".join(str(part) for part in location)
 
 
 class Duration(_Form):

@@ -6,6 +6,7 @@ works); progress and messages go to stderr.
 
 from __future__ import annotations
 
+import base64
 import sys
 import time
 from collections import Counter
@@ -14,7 +15,7 @@ from typing import Any
 
 import click
 
-from bacalhau_py.cli.flags import api_client, job_options, spec_from_flags, submission_options
+from bacalhau_py.cli.flags import FlagSpec, api_client, job_options, spec_from_flags, submission_options
 from bacalhau_py.errors import BacalhauError, UserInputError
 
 TERMINAL = ("Completed", "Failed", "Cancelled")
@@ -100,15 +101,15 @@ _MODULE_PATH = "/module.wasm"
 
 
 def _module_source(module: str, *, dry_run: bool) -> dict[str, Any]:
-    from bacalhau_py.models import InputSource, is_cid
-    from bacalhau_py.models.spec import MAX_INLINE_BYTES
+    from bacalhau_py.models.forms import MAX_INLINE_BYTES, is_cid
 
     path = Path(module)
     if path.is_file():
         size = path.stat().st_size
         if size <= MAX_INLINE_BYTES:
             # Its own name: the program's argv[0], and what `list` shows.
-            return InputSource.inline(path.read_bytes(), f"/{path.name}").model_dump(mode="json")
+            content = base64.b64encode(path.read_bytes()).decode()
+            return {"source": "inline", "path": f"/{path.name}", "content": content}
         if dry_run:
             # Nothing may reach the node in a dry run: show the CID it would get.
             from bacalhau_py.ipfs.cid import bytes_cid
@@ -217,20 +218,20 @@ def create(file, **flags: Any) -> None:
 
     decoded = decode_spec(file.read())
     _warn(decoded.warnings)
-    submit(decoded.spec, flags)
+    submit(FlagSpec(decoded.spec.model_dump(mode="json")), flags)
 
 
-def submit(spec, flags: dict[str, Any]) -> None:
+def submit(spec: FlagSpec, flags: dict[str, Any]) -> None:
     """Submit `spec`, then --dry-run / --wait / --download / --id-only as the flags say."""
     if flags["memo"] is not None:
-        spec = spec.model_copy(update={"memo": flags["memo"]})
+        spec.data["memo"] = flags["memo"]
     if flags["dry_run"]:
         from bacalhau_py.models.codec import dump_spec_yaml
 
-        click.echo(dump_spec_yaml(spec), nl=False)
+        click.echo(dump_spec_yaml(spec.validated()), nl=False)
         return
     with api_client() as client:
-        job = client.submit(spec.model_dump(mode="json"))
+        job = spec.submit(client)
         click.echo(job["id"])
         if not (flags["wait"] or flags["download"]):
             return

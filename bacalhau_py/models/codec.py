@@ -16,21 +16,26 @@ import json5
 import yaml
 from pydantic import ValidationError
 
-from bacalhau_py.errors import UserInputError
+from bacalhau_py.errors import SpecError, UserInputError
 from bacalhau_py.models.ipvm import is_ipvm_task, read_task
 from bacalhau_py.models.spec import JobSpec
 
 
 def describe_validation_error(error: ValidationError, prefix: str = "spec") -> str:
     """The first problem as one line: `spec.task.image: <what is wrong>`."""
+    return str(spec_error(error, prefix))
+
+
+def spec_error(error: ValidationError, prefix: str = "spec") -> SpecError:
+    """The first problem as a SpecError: its one line, and its field and problem apart."""
     first = error.errors()[0]
     location = ".".join(str(p) for p in (prefix, *first["loc"]) if p != "")
-    message = first["msg"].removeprefix("Value error, ")
+    problem = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
-        message = "unknown field"
+        problem = "unknown field"
     elif first["type"] == "missing":
-        message = "field required"
-    return f"{location}: {message}"
+        problem = "field required"
+    return SpecError(f"{location}: {problem}", field=tuple(first["loc"]), problem=problem)
 
 
 @dataclass(frozen=True)
@@ -56,7 +61,7 @@ def decode_dict(data: Any) -> DecodedSpec:
             return DecodedSpec(task.spec, task.warnings)
         return DecodedSpec(JobSpec.model_validate(data))
     except ValidationError as error:
-        raise UserInputError(describe_validation_error(error, prefix="ipvm" if ipvm else "spec")) from None
+        raise spec_error(error, prefix="ipvm" if ipvm else "spec") from None
 
 
 def load_spec(text: str) -> JobSpec:

@@ -150,3 +150,44 @@ async def test_unknown_job_is_one_line(bacalhau):
     assert code == 1 and err.startswith("Error: ") and len(err.strip().splitlines()) == 1
     code, _, err = await bacalhau("get", "abc")
     assert code == 2 and "8" in err
+
+
+CID = "QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o"
+# Job flags whose problem only the spec's rules catch (click parses them all).
+SPEC_PROBLEMS = [
+    (["run"], ["-v", "notacid:/x", "ubuntu"]),
+    (["run"], ["-i", "ipfs://notacid", "-o", "apples:/apples", "ubuntu"]),
+    (["run"], ["-o", "stdout:/x", "ubuntu"]),
+    (["run"], ["-e", "BAD-NAME=1", "ubuntu"]),
+    (["run"], ["--confidence", "2", "ubuntu"]),
+    (["run"], ["-v", f"{CID}:/a", "-v", f"{CID}:/a", "ubuntu"]),
+    (["run"], ["-w", "relative", "ubuntu"]),
+    (["run"], ["bad image!"]),
+    (["wasm", "run"], ["-o", "apples:/apples", "-u", "https://example.com/a:/apples/a", CID]),
+]
+# Runs the CLI as `python -m` would, then says on stderr whether it imported pydantic.
+PROBE = (
+    "import atexit, sys\n"
+    "atexit.register(lambda: print('pydantic imported:', 'pydantic' in sys.modules, file=sys.stderr))\n"
+    "from bacalhau_py.cli.main import main\n"
+    "main(sys.argv[1:])\n"
+)
+
+
+async def test_the_node_validates_a_job_and_the_cli_names_the_flag(bacalhau, node, tmp_path):
+    """The submitting CLI leaves the spec's rules to the node (no pydantic: it was most of its
+    start); the node's answer names the flag as well as the CLI's own check does when no node
+    answers (the message `tests/unit/test_cli_flags.py` checks)."""
+    host, port = node.api_address
+    env = {**os.environ, "BACALHAU_API_HOST": host, "BACALHAU_API_PORT": str(port)}
+    for command, args in SPEC_PROBLEMS:
+        with trio.fail_after(60):
+            probed = await trio.run_process(
+                [sys.executable, "-c", PROBE, *command, *args], cwd=tmp_path, env=env,
+                capture_stdout=True, capture_stderr=True, check=False,
+            )
+        error, verdict = probed.stderr.decode().strip().splitlines()
+        assert (probed.returncode, probed.stdout, verdict) == (2, b"", "pydantic imported: False"), error
+        # No node at this port: the CLI checks the spec itself, with the same words.
+        code, out, offline = await bacalhau(*command, "--api-port", "1", *args)
+        assert (code, out, offline.strip()) == (2, "", error)

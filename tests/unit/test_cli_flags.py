@@ -253,3 +253,16 @@ def test_a_bad_policy_stops_serve_and_devstack_with_one_line(capsys, tmp_path):
             f"Error: the policy {policy}: unknown key allow.imagez (expected images, modules, clients, network)"
         )
     assert not (tmp_path / "repo").exists() and not (tmp_path / "stack").exists()
+
+
+def test_a_field_the_cli_never_sent_is_named_as_the_node_wrote_it():
+    """The node's answer is network input: an item index out of range names the field, no traceback."""
+    from bacalhau_py.cli.flags import FlagSpec
+    from bacalhau_py.errors import SpecError
+
+    spec = FlagSpec({}, {"task": "IMAGE", "inputs": [f"-v/--input-volumes '{CID}:/a'"], "outputs": []})
+    assert str(spec.flag_error(SpecError("m", ("inputs", 0, "path"), "bad"))) == f"-v/--input-volumes '{CID}:/a': bad"
+    for index in (1, -1):
+        assert str(spec.flag_error(SpecError("m", ("inputs", index, "path"), "bad"))) == f"inputs.{index}.path: bad"
+    assert str(spec.flag_error(SpecError("m", ("task",), "bad"))) == "IMAGE: bad"
+    assert str(spec.flag_error(SpecError("m", (), "two volumes"))) == "two volumes"
