@@ -250,7 +250,12 @@ class DockerExecutor:
                 # The live copies are for `logs -f` only; the copy below is the result.
                 nursery.cancel_scope.cancel()
             exit_code = int(status.get("StatusCode", -1))
-            await self._call(container.reload, doing="inspect the container")
+            # Only a SIGKILLed run can have been killed for its memory: the
+            # others save an inspect call on every job's critical path.
+            oom_killed = False
+            if exit_code == _OOM_EXIT_CODE and spec.resources.memory:
+                await self._call(container.reload, doing="inspect the container")
+                oom_killed = bool(container.attrs.get("State", {}).get("OOMKilled"))
             message = ""
             if (status.get("Error") or {}).get("Message"):
                 message = _one_line(status["Error"]["Message"])
@@ -258,7 +263,7 @@ class DockerExecutor:
                 self._copy_logs, container, execution.result_dir,
                 doing="read the container's output", timeout=LOG_TIMEOUT,
             )
-            if container.attrs.get("State", {}).get("OOMKilled") and spec.resources.memory:
+            if oom_killed:
                 # After the logs are copied: they show what the job did up to then.
                 raise ExecutorError(
                     f"killed for using more than {describe_size(spec.resources.memory)} of memory "

@@ -10,7 +10,7 @@ on most short jobs.
 from __future__ import annotations
 
 import os
-import time
+from time import monotonic
 from pathlib import Path
 
 import trio
@@ -35,7 +35,7 @@ class IPFSPublisher:
             raise PublishError(f"execution {execution_id} has no result folder at {result_dir}")
         content = await trio.to_thread.run_sync(tiny_content, Path(result_dir))
         known = self._tiny.get(content) if content is not None else None
-        if known is not None and time.monotonic() - known[1] < self._reuse_for():
+        if known is not None and monotonic() - known[1] < self._reuse_for():
             return known[0]
         try:
             cid = await self.ctx.ipfs.add(Path(result_dir))
@@ -46,7 +46,7 @@ class IPFSPublisher:
         if content is not None:
             if len(self._tiny) >= TINY_RESULTS_KEPT:
                 del self._tiny[next(iter(self._tiny))]
-            self._tiny[content] = (cid, time.monotonic())
+            self._tiny[content] = (cid, monotonic())
         return cid
 
     def _reuse_for(self) -> float:
