@@ -308,9 +308,12 @@ class ComputeService:
                 await self._dispose(execution_id)
 
     async def _dispose(self, execution_id: str) -> None:
-        """Remove the execution's folder once nothing needs it any more."""
+        """Remove the execution's folder once nothing needs it any more, and a finished run's inputs at once."""
+        folder = self.work_dir / "executions" / execution_id
         if not self._folder_needed(execution_id):
-            await trio.to_thread.run_sync(shutil.rmtree, self.work_dir / "executions" / execution_id, True)
+            await trio.to_thread.run_sync(shutil.rmtree, folder, True)
+        elif execution_id not in self._executions or self._executions[execution_id].done.is_set():
+            await trio.to_thread.run_sync(shutil.rmtree, folder / "inputs", True)
 
     def _folder_needed(self, execution_id: str) -> bool:
         """While it runs, while `logs -f` reads it, and while it holds a result the local publisher serves.
@@ -365,8 +368,8 @@ class ComputeService:
                 log.exception("execution %s crashed", execution_id)
                 failure = f"internal error on the compute node: {error!r}"
             finally:
+                # Its inputs are removed once the result is proposed (`_dispose`).
                 self.capacity.release(execution_id)
-                await trio.to_thread.run_sync(shutil.rmtree, folder / "inputs", True)
             if failure is not None:
                 logs_cid = await self._publish_logs(execution_id, folder)
         if execution.scope.cancelled_caught:

@@ -58,6 +58,10 @@ QUEUE_RETRY_FIRST = 0.25
 QUEUE_RETRY_MAX = 2.0
 # Nodes asked for a bid beyond the ones needed, in the first round.
 SPARE_BIDDERS = 1
+# Jobs in a bid round at the same time, at most. A burst of submissions
+# otherwise opened streams to every node for every job at once: the nodes
+# thrashed on busy refusals, and streams failed (jobs failed with them).
+BIDDING_AT_ONCE = 16
 # How often node liveness is checked, at most (a fraction of the lost-after period).
 LIVENESS_CHECK_SECONDS = 1.0
 # How long a verdict or a give-up notice may take to reach a compute node (best effort).
@@ -96,6 +100,7 @@ class RequesterService:
         """(job ID, reattach) left unfinished by a previous run of this node."""
         self._given_up: dict[str, set[tuple[str, str]]] = {}
         """Lost node -> (job ID, execution ID) it still runs, to stop when it is heard from again."""
+        self._bidding = trio.CapacityLimiter(BIDDING_AT_ONCE)
 
     async def serve(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         self._to_resume = await self._recover_jobs()
@@ -339,7 +344,8 @@ class RequesterService:
         # everyone only when those few are not enough.
         asking = random.sample(candidates, min(len(candidates), needed + SPARE_BIDDERS))
         while True:
-            bids, refusals, busy, unread, receive = await self._bid_round(job, asking, needed)
+            async with self._bidding:
+                bids, refusals, busy, unread, receive = await self._bid_round(job, asking, needed)
             try:
                 if len(bids) >= needed:
                     break
