@@ -1,7 +1,7 @@
 """A no-op job, submit to Completed through the API: what the network itself costs.
 
 One client, jobs one after another, each timed from the POST to the moment
-the long-poll returns it Completed. Target: median <= 30 ms.
+the long-poll returns it Completed. Target: median <= 15 ms.
 """
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ async def run(ctx) -> list[Result]:
         Result(
             name="noop job, submit -> Completed (API)",
             median=value,
-            target="<= 30 ms",
-            met=value <= 30,
+            target="<= 15 ms",
+            met=value <= 15,
             samples=[ms(t) for t in times],
             command="python -m bench noop",
             extra={"p90": ms(sorted(times)[int(len(times) * 0.9)])},

@@ -184,6 +184,10 @@ class ComputeService:
             return Ack(ok=False, message=self._stopping)
         execution.partition_index = message.partition_index
         execution.advance(E.BID_ACCEPTED)
+        # Running from now on (inputs are fetched first): this acknowledgement
+        # tells the requester so, instead of a report of its own (a round trip
+        # on every job's critical path).
+        execution.advance(E.RUNNING)
         assert self._nursery is not None
         self._nursery.start_soon(self._run, message.execution_id, execution)
         return Ack()
@@ -294,16 +298,22 @@ class ComputeService:
 
     async def _run(self, execution_id: str, execution: _Execution) -> None:
         try:
-            await self._run_once(execution_id, execution)
+            # The executor's cleanup (a container's removal) goes on here while
+            # the result is proposed; the execution is done once it ends.
+            async with trio.open_nursery() as cleanup:
+                await self._run_once(execution_id, execution, cleanup)
         finally:
             execution.done.set()
             with trio.CancelScope(shield=True):
                 await self._dispose(execution_id)
 
     async def _dispose(self, execution_id: str) -> None:
-        """Remove the execution's folder once nothing needs it any more."""
+        """Remove the execution's folder once nothing needs it any more, and a finished run's inputs at once."""
+        folder = self.work_dir / "executions" / execution_id
         if not self._folder_needed(execution_id):
-            await trio.to_thread.run_sync(shutil.rmtree, self.work_dir / "executions" / execution_id, True)
+            await trio.to_thread.run_sync(shutil.rmtree, folder, True)
+        elif execution_id not in self._executions or self._executions[execution_id].done.is_set():
+            await trio.to_thread.run_sync(shutil.rmtree, folder / "inputs", True)
 
     def _folder_needed(self, execution_id: str) -> bool:
         """While it runs, while `logs -f` reads it, and while it holds a result the local publisher serves.
@@ -319,29 +329,16 @@ class ComputeService:
             execution.state is E.RESULT_PROPOSED and execution.spec.publisher == "local"
         )
 
-    async def _run_once(self, execution_id: str, execution: _Execution) -> None:
+    async def _run_once(self, execution_id: str, execution: _Execution, cleanup: trio.Nursery) -> None:
         spec = execution.spec
         folder = self.work_dir / "executions" / execution_id
         result_dir = self._result_dir(execution_id)
         proposal = None
         failure = None
         logs_cid = None
-        assert self._nursery is not None
-        execution.advance(E.RUNNING)
-        # Off the critical path: inputs are fetched while the requester hears
-        # that the run started; every later report waits for this one first.
-        running_reported = trio.Event()
-
-        async def report_running() -> None:
-            try:
-                await self._update(execution_id, execution, E.RUNNING)
-            finally:
-                running_reported.set()
-
-        self._nursery.start_soon(report_running)
         with execution.scope:
             try:
-                prepared = await self._prepare(execution_id, execution, folder, result_dir)
+                prepared = await self._prepare(execution_id, execution, folder, result_dir, cleanup)
                 with trio.move_on_after(spec.timeout) as deadline:
                     result = await self._execute(prepared)
                 if deadline.cancelled_caught:
@@ -371,12 +368,10 @@ class ComputeService:
                 log.exception("execution %s crashed", execution_id)
                 failure = f"internal error on the compute node: {error!r}"
             finally:
+                # Its inputs are removed once the result is proposed (`_dispose`).
                 self.capacity.release(execution_id)
-                await trio.to_thread.run_sync(shutil.rmtree, folder / "inputs", True)
             if failure is not None:
                 logs_cid = await self._publish_logs(execution_id, folder)
-        with trio.CancelScope(shield=True):
-            await running_reported.wait()
         if execution.scope.cancelled_caught:
             log.info("execution %s cancelled%s", execution_id, f": {execution.stop_reason}" if execution.stop_reason else "")
             self._end(execution_id, E.CANCELLED)
@@ -400,7 +395,7 @@ class ComputeService:
             self._end(execution_id, E.RESULT_REJECTED)
 
     async def _prepare(
-        self, execution_id: str, execution: _Execution, folder: Path, result_dir: Path
+        self, execution_id: str, execution: _Execution, folder: Path, result_dir: Path, cleanup: trio.Nursery
     ) -> PreparedExecution:
         spec = execution.spec
         image = None
@@ -465,6 +460,7 @@ class ComputeService:
             module=module[0] if module else None,
             imports=tuple(path for path in imports if path is not None),
             image_id=execution.image_id,
+            cleanup=cleanup,
         )
 
     async def _execute(self, prepared: PreparedExecution) -> RunResult:

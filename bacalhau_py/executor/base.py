@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from bacalhau_py.models import JobSpec
 from bacalhau_py.models.spec import describe_size
+
+if TYPE_CHECKING:
+    import trio
 
 # stdout and stderr are each cut at this size; the rest is dropped.
 MAX_LOG_BYTES = 16 << 20
@@ -56,6 +59,9 @@ class PreparedExecution:
     """wasm only: the module files fetched from `spec.task.imports`, in its order."""
     image_id: str | None = None
     """docker only: the ID of the image to run, resolved and checked against the policy."""
+    cleanup: trio.Nursery | None = None
+    """Where an executor may finish releasing what it used (docker: removing the container) after
+    `run` returned, while the result is published; None: before `run` returns."""
 
 
 @dataclass(frozen=True)

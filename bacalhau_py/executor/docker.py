@@ -42,7 +42,9 @@ expect their own user or write to their home, and the node runs as root here.
 Lifecycle: create, start, follow logs while waiting, remove. The container is removed
 whatever happens (exit, error, cancellation); on cancellation (the job's
 timeout or a user's cancel, as the runner's trio cancel scope) it is killed
-and removed inside a shielded scope and then `Cancelled` propagates.
+and removed inside a shielded scope and then `Cancelled` propagates. After a
+normal exit, with a `cleanup` nursery given, it is removed there, off the
+job's critical path.
 """
 
 from __future__ import annotations
@@ -248,7 +250,12 @@ class DockerExecutor:
                 # The live copies are for `logs -f` only; the copy below is the result.
                 nursery.cancel_scope.cancel()
             exit_code = int(status.get("StatusCode", -1))
-            await self._call(container.reload, doing="inspect the container")
+            # Only a SIGKILLed run can have been killed for its memory: the
+            # others save an inspect call on every job's critical path.
+            oom_killed = False
+            if exit_code == _OOM_EXIT_CODE and spec.resources.memory:
+                await self._call(container.reload, doing="inspect the container")
+                oom_killed = bool(container.attrs.get("State", {}).get("OOMKilled"))
             message = ""
             if (status.get("Error") or {}).get("Message"):
                 message = _one_line(status["Error"]["Message"])
@@ -256,11 +263,15 @@ class DockerExecutor:
                 self._copy_logs, container, execution.result_dir,
                 doing="read the container's output", timeout=LOG_TIMEOUT,
             )
-            if container.attrs.get("State", {}).get("OOMKilled") and spec.resources.memory:
+            if oom_killed:
                 # After the logs are copied: they show what the job did up to then.
                 raise ExecutorError(over_memory(spec.resources.memory))
             if truncated:
                 message = "; ".join(filter(None, [message, f"{truncated} cut at {self.max_log_bytes} bytes"]))
+            if execution.cleanup is not None:
+                # Its output is copied: the removal (tens of ms) need not delay the result.
+                execution.cleanup.start_soon(self._remove, container)
+                container = None
             return RunResult(exit_code=exit_code, message=message)
         finally:
             # Shielded: a cancelled run must still kill and remove its
@@ -495,11 +506,13 @@ class DockerExecutor:
         if container is None:
             return
         try:
-            # force: SIGKILL first if it still runs, all in one call.
-            await self._thread(
-                container.remove, force=True, v=True, doing="remove the container",
-                timeout=CLEANUP_TIMEOUT,
-            )
+            # force: SIGKILL first if it still runs, all in one call. Shielded:
+            # a node stopping while it runs in the background still removes it.
+            with trio.CancelScope(shield=True):
+                await self._thread(
+                    container.remove, force=True, v=True, doing="remove the container",
+                    timeout=CLEANUP_TIMEOUT,
+                )
         except (ExecutorError, *_SDK_ERRORS):
             # Never hide the run's own outcome behind a cleanup failure; the
             # label lets a later sweep find it.

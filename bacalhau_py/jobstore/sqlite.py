@@ -134,6 +134,23 @@ class ExecutionChange:
 
 
 @dataclass(frozen=True)
+class Started:
+    """The compute node acknowledged its acceptance, so it runs: Running, unless later news came first.
+
+    Its result proposal (or failure) may reach the requester before that
+    acknowledgement does; then the execution is already past Running.
+    """
+
+    execution_id: str
+
+    def applied_to(self, job: Job, at) -> Job:
+        for execution in job.executions:
+            if execution.id == self.execution_id and execution.state is ExecutionState.BID_ACCEPTED:
+                return ExecutionChange(self.execution_id, ExecutionState.RUNNING).applied_to(job, at)
+        return job
+
+
+@dataclass(frozen=True)
 class Memoized:
     """The job takes a receipt's result instead of running: Completed at once."""
 
@@ -145,7 +162,7 @@ class Memoized:
         return job.model_copy(update={"memoized_from": self.receipt})
 
 
-Change = JobChange | Note | NewExecution | ExecutionChange | Memoized
+Change = JobChange | Note | NewExecution | ExecutionChange | Started | Memoized
 
 
 class JobStore:

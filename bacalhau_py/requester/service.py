@@ -24,7 +24,7 @@ import trio
 from bacalhau_py.directory import NodeDirectory
 from bacalhau_py.errors import BacalhauError, InvalidMessage, NotFound
 from bacalhau_py.jobstore import JobStore
-from bacalhau_py.jobstore.sqlite import ExecutionChange, JobChange, Memoized, NewExecution
+from bacalhau_py.jobstore.sqlite import ExecutionChange, JobChange, Memoized, NewExecution, Started
 from bacalhau_py.models import Execution, ExecutionState, Job, JobSpec, JobState
 from bacalhau_py.models.messages import (
     Ack,
@@ -34,7 +34,6 @@ from bacalhau_py.models.messages import (
     CancelExecution,
     ExecutionStatusRequest,
     ExecutionUpdate,
-    JobAnnounce,
     Reveal,
     ResultProposal,
     RevealRequest,
@@ -59,6 +58,10 @@ QUEUE_RETRY_FIRST = 0.25
 QUEUE_RETRY_MAX = 2.0
 # Nodes asked for a bid beyond the ones needed, in the first round.
 SPARE_BIDDERS = 1
+# Jobs in a bid round at the same time, at most. A burst of submissions
+# otherwise opened streams to every node for every job at once: the nodes
+# thrashed on busy refusals, and streams failed (jobs failed with them).
+BIDDING_AT_ONCE = 16
 # How often node liveness is checked, at most (a fraction of the lost-after period).
 LIVENESS_CHECK_SECONDS = 1.0
 # How long a verdict or a give-up notice may take to reach a compute node (best effort).
@@ -97,6 +100,7 @@ class RequesterService:
         """(job ID, reattach) left unfinished by a previous run of this node."""
         self._given_up: dict[str, set[tuple[str, str]]] = {}
         """Lost node -> (job ID, execution ID) it still runs, to stop when it is heard from again."""
+        self._bidding = trio.CapacityLimiter(BIDDING_AT_ONCE)
 
     async def serve(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         self._to_resume = await self._recover_jobs()
@@ -196,16 +200,19 @@ class RequesterService:
         execution = await self._execution_of(sender, message.job_id, message.execution_id)
         if execution.state.terminal:
             return Ack(ok=False, message=f"execution is already {execution.state.value}")
-        await self.store.set_execution_state(
-            message.job_id,
+        proposed = ExecutionChange(
             message.execution_id,
             E.RESULT_PROPOSED,
-            exit_code=message.exit_code,
-            result_cid=message.result_cid,
-            publisher=message.publisher,
-            commitment=message.commitment,
-            image_id=message.image_id,
+            fields={
+                "exit_code": message.exit_code,
+                "result_cid": message.result_cid,
+                "publisher": message.publisher,
+                "commitment": message.commitment,
+                "image_id": message.image_id,
+            },
         )
+        # Started first: the proposal may overtake the acknowledgement that the run started.
+        await self.store.apply(message.job_id, Started(message.execution_id), proposed)
         return Ack()
 
     async def _execution_of(self, sender: str, job_id: str, execution_id: str):
@@ -330,15 +337,15 @@ class RequesterService:
             else:
                 await self._fail(job.id, f"the network has {len(candidates)} compute node(s){note}; the job needs {needed}")
             return False
-        # Best effort and off the critical path: gossip may pace a burst.
-        self._nursery.start_soon(self._announce, job.id)
-
+        # No gossip announcement of the job: nobody acts on one, and each cost
+        # every other node about 8 ms of CPU (signature checks, forwarding).
         delay = QUEUE_RETRY_FIRST
         # Each node asked costs it and us a round trip: ask a few first, and
         # everyone only when those few are not enough.
         asking = random.sample(candidates, min(len(candidates), needed + SPARE_BIDDERS))
         while True:
-            bids, refusals, busy, unread, receive = await self._bid_round(job, asking, needed)
+            async with self._bidding:
+                bids, refusals, busy, unread, receive = await self._bid_round(job, asking, needed)
             try:
                 if len(bids) >= needed:
                     break
@@ -393,6 +400,9 @@ class RequesterService:
                     raise BacalhauError(reply.message)
             except BacalhauError as error:
                 await self.store.set_execution_state(job.id, execution_id, E.FAILED, f"could not start: {error}")
+                return
+            # The compute node starts the run as it acknowledges.
+            await self.store.apply(job.id, Started(execution_id))
 
         async with trio.open_nursery() as nursery:
             for partition_index, (peer_id, execution_id) in enumerate(accepted):
@@ -431,12 +441,6 @@ class RequesterService:
                 if not execution.state.terminal and execution.state is not E.RESULT_PROPOSED:
                     nursery.start_soon(ask, execution)
         return True
-
-    async def _announce(self, job_id: str) -> None:
-        try:
-            await self.transport.publish(JobAnnounce(job_id=job_id, requester_id=self.transport.peer_id))
-        except BacalhauError as error:
-            log.warning("job %s: announce failed: %s", job_id, error)
 
     async def _bid_round(self, job: Job, candidates: list[str], needed: int):
         """Ask every candidate once; return (bids, refusals, busy, unread, channel).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import time
 import uuid
@@ -113,6 +114,17 @@ async def test_the_result_folder_holds_only_the_result(executor, tmp_path):
         await trio.sleep(0.3)  # the live-log followers are abandoned, not awaited
         assert sorted(p.name for p in execution.result_dir.iterdir()) == ["outputs", "stderr", "stdout"]
         assert out(execution) == "out\n"
+
+
+async def test_with_a_cleanup_nursery_the_result_comes_before_the_removal(executor, engine, tmp_path):
+    # The compute node proposes the result while the container is removed.
+    async with trio.open_nursery() as cleanup:
+        execution = make_execution(tmp_path, ["echo", "hello"])
+        execution = dataclasses.replace(execution, cleanup=cleanup)
+        result = await executor.run(execution)
+        assert result.exit_code == 0 and out(execution) == "hello\n"
+        assert [c.status for c in ours(engine, execution.execution_id)] == ["exited"]
+    assert ours(engine, execution.execution_id) == []
 
 
 async def test_env_and_workdir(executor, tmp_path):

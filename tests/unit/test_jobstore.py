@@ -8,6 +8,7 @@ from bacalhau_py.jobstore import JobStore
 from bacalhau_py.jobstore import sqlite as jobstore_sqlite
 from bacalhau_py.jobstore.retention import JobRetention
 from bacalhau_py.jobstore.workflows import WorkflowStore
+from bacalhau_py.jobstore.sqlite import ExecutionChange, Started
 from bacalhau_py.models import ExecutionState, JobState, Task
 from bacalhau_py.models.receipt import Receipt, ReceiptOut
 from bacalhau_py.models.spec import JobSpec
@@ -195,3 +196,24 @@ async def test_jobs_of_unfinished_workflows_stay_and_finished_workflows_and_rece
         JobState.COMPLETED, JobState.COMPLETED, "bafy-result",
     )
     assert await workflows.receipt("bafy-instruction") == receipt
+
+
+async def test_a_started_execution_is_running_unless_its_result_came_first():
+    store = JobStore.open(None)
+    await store.create("job-0-xxxxx", SPEC, "r")
+    for execution_id in ("e1", "e2"):
+        await store.add_execution("job-0-xxxxx", execution_id, "node-1")
+        await store.set_execution_state("job-0-xxxxx", execution_id, ExecutionState.BID_ACCEPTED)
+    # e1: the acknowledgement of its acceptance arrives first, as usual.
+    await store.apply("job-0-xxxxx", Started("e1"))
+    # e2: its result overtook that acknowledgement; the history still shows it ran.
+    proposed = ExecutionChange("e2", ExecutionState.RESULT_PROPOSED, fields={"exit_code": 0})
+    await store.apply("job-0-xxxxx", Started("e2"), proposed)
+    job = await store.apply("job-0-xxxxx", Started("e2"))
+
+    assert [e.state for e in job.executions] == [ExecutionState.RUNNING, ExecutionState.RESULT_PROPOSED]
+    e2_history = [ev.execution_state for ev in job.events if ev.execution_id == "e2"]
+    assert e2_history == [
+        ExecutionState.ASKED_FOR_BID, ExecutionState.BID_ACCEPTED, ExecutionState.RUNNING,
+        ExecutionState.RESULT_PROPOSED,
+    ]
