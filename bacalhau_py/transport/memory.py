@@ -40,7 +40,8 @@ class Conditions:
     """What the network does to each message it carries. The default: nothing (instant, never lost)."""
 
     latency: tuple[float, float] = (0.0, 0.0)
-    """Each message takes a time drawn uniformly from this range, in seconds of trio's clock."""
+    """Each message takes a time drawn uniformly from this range, in seconds of trio's clock
+    (an announcement takes one such time to reach every member)."""
     loss: float = 0.0
     """The probability that a message is lost. A lost request or reply is never answered (the
     sender's timeout ends the wait, as with a stalled stream); a lost announcement never arrives."""
@@ -69,21 +70,21 @@ class MemoryNetwork:
     def serving_peers(self) -> list[str]:
         return sorted(self._serving)
 
-    def _delay(self, sender: str, receiver: str, message: Message, answering: Message | None = None) -> float | None:
-        """How long the message takes, or None if it is lost."""
+    def _lost(self, sender: str, receiver: str, message: Message, answering: Message | None = None) -> bool:
+        """Whether this message is lost on its way (and the tap sees it leave)."""
         if self.tap is not None:
             self.tap(sender, receiver, message, answering)
-        conditions = self.conditions
-        if conditions.loss and self._random.random() < conditions.loss:
-            return None
-        low, high = conditions.latency
+        return bool(self.conditions.loss) and self._random.random() < self.conditions.loss
+
+    def _latency(self) -> float:
+        low, high = self.conditions.latency
         return self._random.uniform(low, high) if high else 0.0
 
     async def _carry(self, sender: str, receiver: str, message: Message, answering: Message | None = None) -> None:
         """Return once the message has arrived; never, if it is lost."""
-        delay = self._delay(sender, receiver, message, answering)
-        if delay is None:
+        if self._lost(sender, receiver, message, answering):
             await trio.sleep_forever()
+        delay = self._latency()
         if delay:
             await trio.sleep(delay)
 
@@ -178,15 +179,14 @@ class MemoryTransport:
         # members share the copy (messages are frozen): a thousand members need not
         # hold a thousand copies of each announcement.
         wired = _wire(message)
-        now = trio.current_time()
+        # One latency for every member: a simulated announcement wakes them all at one moment, not
+        # a thousand (trio's run loop would turn once per moment).
+        arrival = trio.current_time() + self.network._latency()
         for member in list(self.network._serving.values()):
-            if member._inbox is None:
-                continue
-            delay = self.network._delay(self.peer_id, member.peer_id, wired)
-            if delay is None:
+            if member._inbox is None or self.network._lost(self.peer_id, member.peer_id, wired):
                 continue
             try:
-                member._inbox.send_nowait((self.peer_id, wired, now + delay))
+                member._inbox.send_nowait((self.peer_id, wired, arrival))
             except trio.WouldBlock:
                 log.warning("gossip inbox of %s full: dropped %s", member.peer_id, message.kind)
             except trio.ClosedResourceError:
