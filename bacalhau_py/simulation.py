@@ -20,6 +20,7 @@ import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import trio
@@ -40,7 +41,7 @@ from bacalhau_py.transport.memory import Conditions, MemoryNetwork, MemoryTransp
 NODE_CAPACITY = Capacity(cpu=4, memory=8 << 30, gpu=0)
 # The simulated jobs' own timeout and the requester's grace beyond it: a job
 # whose messages were lost fails within seconds of simulated time.
-JOB_TIMEOUT = 10.0
+JOB_TIMEOUT = 5.0
 GRACE = 5.0
 
 
@@ -137,21 +138,31 @@ def run(
     jobs: int = 20,
     concurrency: int = 1,
     conditions: Conditions = Conditions(latency=(0.001, 0.020)),
-    submit_every: float = 0.5,
+    submit_every: float = 0.25,
 ) -> SimulationResult:
     """Simulate `size` compute nodes (one of them also the requester) and `jobs` noop jobs."""
     clock = trio.testing.MockClock()
     began = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bacalhau-sim-") as folder:
         result = trio.run(
-            lambda: _simulate(Path(folder), size, jobs, concurrency, conditions, submit_every, clock), clock=clock
+            _on_simulated_time, clock, partial(_simulate, Path(folder), size, jobs, concurrency, conditions, submit_every),
+            clock=clock,
         )
     result.real_seconds = time.perf_counter() - began
     return result
 
 
+async def _on_simulated_time(clock: trio.testing.MockClock, simulate):
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_advance_time, clock)
+        # The network's own shutdown waits on the clock too (bids released within 5 s, ...).
+        result = await simulate()
+        nursery.cancel_scope.cancel()
+    return result
+
+
 async def _simulate(
-    folder: Path, size: int, jobs: int, concurrency: int, conditions: Conditions, submit_every: float, clock
+    folder: Path, size: int, jobs: int, concurrency: int, conditions: Conditions, submit_every: float
 ) -> SimulationResult:
     counts = _MessageCounts()
     network = MemoryNetwork(conditions, tap=counts.carried)
@@ -161,8 +172,6 @@ async def _simulate(
         "deal": {"concurrency": concurrency},
     })
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(_advance_time, clock)
-
         def node(index: int, peers: tuple[str, ...]) -> SimulatedNode:
             roles = {"requester", "compute"} if index == 0 else {"compute"}
             config = NodeConfig(

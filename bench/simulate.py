@@ -1,0 +1,113 @@
+"""Simulated networks of 100, 300 and 1,000 nodes (bacalhau_py/simulation.py), and the scale plot.
+
+The real requester and compute services over the in-memory transport, on
+trio's mock clock, with 1-20 ms of latency per message and 0% or 5% of
+messages lost. Per size and loss: jobs completed, direct messages per job
+(requests and replies: flat in the network's size), simulated time from
+submit to placement and to Completed, and the node announcements each node
+hears per second (these grow with the network).
+
+Writes .state/bench/scale.png: messages per job and time to placement
+against network size, simulated and (when results.json has them) real rows.
+`python -m bench simulate` runs it alone; `python -m bench scale` runs it
+after its devstacks.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from functools import partial
+
+from bacalhau_py import simulation
+from bacalhau_py.transport.memory import Conditions
+
+from bench.common import STATE, Result, in_thread, load_results
+
+NAME = "simulate"
+SIZES = (100, 300, 1000)
+LOSSES = (0.0, 0.05)
+LATENCY = (0.001, 0.020)
+JOBS = 20
+PLOT = STATE / "scale.png"
+
+
+def _row(result: simulation.SimulationResult) -> Result:
+    summary = result.summary()
+    loss = f"{result.conditions.loss:.0%}"
+    return Result(
+        name=f"simulated {result.nodes} nodes, {loss} loss: messages per job",
+        median=summary["messages_per_job"],
+        unit="messages",
+        target="flat in network size; every job completes" if not result.conditions.loss else "flat in network size",
+        met=result.completed == len(result.jobs) if not result.conditions.loss else None,
+        samples=[job.messages for job in result.jobs],
+        command=f"python -m bench simulate  # {result.nodes} nodes, latency 1-20 ms, loss {loss}",
+        extra=summary,
+    )
+
+
+async def run(ctx, *, real: list[Result] = ()) -> list[Result]:
+    rows = []
+    # Lost messages make the nodes log a warning each; the failures they cause are in the rows.
+    quiet = logging.getLogger("bacalhau_py")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        for size in SIZES:
+            for loss in LOSSES:
+                conditions = Conditions(latency=LATENCY, loss=loss, seed=size)
+                result = await in_thread(partial(simulation.run, size, jobs=JOBS, conditions=conditions))
+                row = _row(result)
+                print(f"   {row.name}: {row.extra}", file=sys.stderr, flush=True)
+                rows.append(row)
+    finally:
+        quiet.setLevel(level)
+    plot({**load_results(), **{r.name: r.as_dict() for r in [*real, *rows]}})
+    return rows
+
+
+def plot(results: dict[str, dict]) -> None:
+    """Write PLOT from results.json's rows: the simulated ones, and the real devstacks' where present."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+
+    simulated: dict[float, list[tuple[int, float, float | None]]] = {}
+    for name, row in results.items():
+        match = re.fullmatch(r"simulated (\d+) nodes, (\d+)% loss: messages per job", name)
+        if match and row.get("median") is not None:
+            extra = row.get("extra", {})
+            simulated.setdefault(int(match[2]), []).append(
+                (int(match[1]), row["median"], extra.get("placement_ms"))
+            )
+    real = []
+    for name, row in results.items():
+        match = re.fullmatch(r"scale (\d+) nodes: announce -> all \d+ bids", name)
+        if match and row.get("median") == row.get("median"):  # not NaN: the stack ran
+            real.append((int(match[1]), row["median"]))
+    figure, (messages, placement) = pyplot.subplots(1, 2, figsize=(11, 4.2))
+    for loss, points in sorted(simulated.items()):
+        points.sort()
+        sizes = [p[0] for p in points]
+        messages.plot(sizes, [p[1] for p in points], marker="o", label=f"simulated, {loss}% loss")
+        placement.plot(sizes, [p[2] for p in points], marker="o", label=f"simulated, {loss}% loss")
+    if real:
+        real.sort()
+        placement.plot([r[0] for r in real], [r[1] for r in real], marker="s", linestyle="--",
+                       label="real devstack (concurrency = nodes)")
+    messages.set(title="Direct messages per job (concurrency 1)", xlabel="nodes in the network",
+                 ylabel="messages (requests + replies)", xscale="log")
+    messages.set_ylim(bottom=0)
+    placement.set(title="Submit -> placement (median)", xlabel="nodes in the network", ylabel="ms",
+                  xscale="log", yscale="log")
+    for axes in (messages, placement):
+        axes.grid(True, which="both", alpha=0.3)
+        axes.legend()
+    figure.suptitle("bacalhau-py at scale: simulated (in-memory network, mock clock, 1-20 ms latency) and real")
+    figure.tight_layout()
+    PLOT.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(PLOT, dpi=100)
+    pyplot.close(figure)
