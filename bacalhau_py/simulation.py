@@ -43,6 +43,8 @@ NODE_CAPACITY = Capacity(cpu=4, memory=8 << 30, gpu=0)
 # whose messages were lost fails within seconds of simulated time.
 JOB_TIMEOUT = 5.0
 GRACE = 5.0
+# After the last job ends: the messages that follow a job's end (verdicts) arrive.
+SETTLE = 1.0
 
 
 class SimulatedNode(Node):
@@ -57,7 +59,7 @@ class SimulatedNode(Node):
         work = config.repo / "work"
         ctx = ProviderContext(ipfs=None, work_dir=work, labels=config.labels)
         self.compute = await self._build_compute(ctx) if "compute" in config.node_types else None
-        self.store = JobStore.open(None)
+        self.store = JobStore.open(None) if "requester" in config.node_types else None
         self.requester = (
             RequesterService(
                 transport=self.transport, store=self.store, directory=self.directory, results=None,
@@ -77,11 +79,13 @@ class SimulatedNode(Node):
                 nursery.start_soon(self._announce_forever)
                 task_status.started(self)
         finally:
-            self.store.close()
+            if self.store is not None:
+                self.store.close()
 
 
 @dataclass
 class JobOutcome:
+    job_id: str
     state: str
     message: str
     placed_after: float | None
@@ -203,15 +207,18 @@ async def _simulate(
                     break
                 await changed.wait()
             outcomes[index] = JobOutcome(
-                state=job.state.value, message=job.message, placed_after=placed,
+                job_id=job.id, state=job.state.value, message=job.message, placed_after=placed,
                 ended_after=trio.current_time() - submitted,
-                messages=counts.by_job[job.id], announced_to=counts.announced[job.id],
             )
 
         async with trio.open_nursery() as submitting:
             for index in range(jobs):
                 submitting.start_soon(follow, index)
                 await trio.sleep(submit_every)
+        # Verdicts and releases go out after a job ends: they count too.
+        await trio.sleep(SETTLE)
+        for outcome in outcomes:
+            outcome.messages, outcome.announced_to = counts.by_job[outcome.job_id], counts.announced[outcome.job_id]
         simulated = trio.current_time() - started
         nursery.cancel_scope.cancel()
     return SimulationResult(size, conditions, outcomes, counts.background, simulated)

@@ -16,6 +16,7 @@ every message carried, to count them.
 from __future__ import annotations
 
 import logging
+import math
 import random
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -94,7 +95,8 @@ class MemoryTransport:
         self.network = network
         self.peer_id = peer_id
         self._handler: MessageHandler | None = None
-        self._inbox: trio.MemorySendChannel[tuple[str, Message, float]] | None = None
+        self._inbox: trio.MemorySendChannel[tuple[str, Message]] | None = None
+        self._outbox: trio.MemorySendChannel[tuple[Message, float]] | None = None
 
     @property
     def addresses(self) -> list[str]:
@@ -103,21 +105,40 @@ class MemoryTransport:
     async def serve(self, handler: MessageHandler, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         if self.peer_id in self.network._serving:
             raise TransportError(f"peer {self.peer_id} is already serving on this network")
-        send, recv = trio.open_memory_channel[tuple[str, Message, float]](_GOSSIP_INBOX)
-        self._handler, self._inbox = handler, send
+        send, recv = trio.open_memory_channel[tuple[str, Message]](_GOSSIP_INBOX)
+        later, outbox = trio.open_memory_channel[tuple[Message, float]](math.inf)
+        self._handler, self._inbox, self._outbox = handler, send, later
         self.network._serving[self.peer_id] = self
         try:
-            task_status.started()
-            async for sender, message, arrival in recv:
-                if arrival > trio.current_time():
-                    await trio.sleep_until(arrival)
-                try:
-                    await handler.on_gossip(sender, message)
-                except Exception:  # noqa: BLE001 - as in libp2p.py: keep gossiping
-                    log.exception("gossip handler failed on message from %s", sender)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._deliver_later, outbox)
+                task_status.started()
+                async for sender, message in recv:
+                    await self._take(handler, sender, message)
+                    # The rest of what arrived, without a turn of the run loop each: a
+                    # member of a simulated thousand hears a thousand announcements at once.
+                    while True:
+                        try:
+                            sender, message = recv.receive_nowait()
+                        except trio.WouldBlock:
+                            break
+                        await self._take(handler, sender, message)
         finally:
             self.network._serving.pop(self.peer_id, None)
-            self._handler = self._inbox = None
+            self._handler = self._inbox = self._outbox = None
+
+    @staticmethod
+    async def _take(handler: MessageHandler, sender: str, message: Message) -> None:
+        try:
+            await handler.on_gossip(sender, message)
+        except Exception:  # noqa: BLE001 - as in libp2p.py: keep gossiping
+            log.exception("gossip handler failed on message from %s", sender)
+
+    async def _deliver_later(self, outbox: trio.MemoryReceiveChannel[tuple[Message, float]]) -> None:
+        """This member's announcements on a network with latency: each goes out once its time has passed."""
+        async for message, arrival in outbox:
+            await trio.sleep_until(arrival)
+            self._deliver(message)
 
     async def connect(self, multiaddr: str) -> str:
         self._require_serving()
@@ -179,14 +200,21 @@ class MemoryTransport:
         # members share the copy (messages are frozen): a thousand members need not
         # hold a thousand copies of each announcement.
         wired = _wire(message)
-        # One latency for every member: a simulated announcement wakes them all at one moment, not
-        # a thousand (trio's run loop would turn once per moment).
-        arrival = trio.current_time() + self.network._latency()
+        # One latency for every member: a simulated announcement wakes them all at one
+        # moment, not a thousand (trio's run loop would turn once per moment).
+        delay = self.network._latency()
+        if delay:
+            assert self._outbox is not None
+            self._outbox.send_nowait((wired, trio.current_time() + delay))
+        else:
+            self._deliver(wired)
+
+    def _deliver(self, message: Message) -> None:
         for member in list(self.network._serving.values()):
-            if member._inbox is None or self.network._lost(self.peer_id, member.peer_id, wired):
+            if member._inbox is None or self.network._lost(self.peer_id, member.peer_id, message):
                 continue
             try:
-                member._inbox.send_nowait((self.peer_id, wired, arrival))
+                member._inbox.send_nowait((self.peer_id, message))
             except trio.WouldBlock:
                 log.warning("gossip inbox of %s full: dropped %s", member.peer_id, message.kind)
             except trio.ClosedResourceError:
