@@ -74,39 +74,47 @@ def plot(results: dict[str, dict]) -> None:
 
     matplotlib.use("Agg")
     from matplotlib import pyplot
+    from matplotlib.ticker import FuncFormatter
 
-    simulated: dict[float, list[tuple[int, float, float | None]]] = {}
+    simulated: dict[int, list[dict]] = {}
     for name, row in results.items():
         match = re.fullmatch(r"simulated (\d+) nodes, (\d+)% loss: messages per job", name)
         if match and row.get("median") is not None:
-            extra = row.get("extra", {})
-            simulated.setdefault(int(match[2]), []).append(
-                (int(match[1]), row["median"], extra.get("placement_ms"))
-            )
-    real = []
-    for name, row in results.items():
-        match = re.fullmatch(r"scale (\d+) nodes: announce -> all \d+ bids", name)
-        if match and row.get("median") == row.get("median"):  # not NaN: the stack ran
-            real.append((int(match[1]), row["median"]))
-    figure, (messages, placement) = pyplot.subplots(1, 2, figsize=(11, 4.2))
+            simulated.setdefault(int(match[2]), []).append({"nodes": int(match[1]), **row.get("extra", {})})
+    real = sorted(
+        (int(match[1]), row["median"])
+        for name, row in results.items()
+        if (match := re.fullmatch(r"scale (\d+) nodes: announce -> all \d+ bids", name))
+        and row.get("median") == row.get("median")  # NaN: the stack did not run
+    )
+    figure, (messages, placement) = pyplot.subplots(1, 2, figsize=(12, 4.6))
     for loss, points in sorted(simulated.items()):
-        points.sort()
-        sizes = [p[0] for p in points]
-        messages.plot(sizes, [p[1] for p in points], marker="o", label=f"simulated, {loss}% loss")
-        placement.plot(sizes, [p[2] for p in points], marker="o", label=f"simulated, {loss}% loss")
+        points.sort(key=lambda p: p["nodes"])
+        sizes = [p["nodes"] for p in points]
+        line = messages.plot(sizes, [p["messages_per_job"] for p in points], marker="o",
+                             label=f"direct, per job, {loss}% loss")[0]
+        placement.plot(sizes, [p["placement_ms"] for p in points], marker="o", color=line.get_color(),
+                       label=f"simulated median, {loss}% loss")
+        placement.plot(sizes, [p["placement_p95_ms"] for p in points], linestyle=":", color=line.get_color(),
+                       label=f"simulated p95, {loss}% loss")
+        if not loss:
+            messages.plot(sizes, [p["announce_deliveries_per_job"] for p in points], marker="^", color="grey",
+                          label="job announcement (gossip) deliveries")
+            messages.plot(sizes, [p["background_per_node_per_s"] * 5 * p["nodes"] for p in points], marker="v",
+                          color="black", label="node announcements, whole network, per 5 s")
     if real:
-        real.sort()
-        placement.plot([r[0] for r in real], [r[1] for r in real], marker="s", linestyle="--",
+        placement.plot([r[0] for r in real], [r[1] for r in real], marker="s", linestyle="--", color="red",
                        label="real devstack (concurrency = nodes)")
-    messages.set(title="Direct messages per job (concurrency 1)", xlabel="nodes in the network",
-                 ylabel="messages (requests + replies)", xscale="log")
-    messages.set_ylim(bottom=0)
-    placement.set(title="Submit -> placement (median)", xlabel="nodes in the network", ylabel="ms",
-                  xscale="log", yscale="log")
+    messages.set(title="Messages (concurrency 1 jobs)", xlabel="nodes in the network", ylabel="messages",
+                 xscale="log", yscale="log")
+    placement.set(title="Submit -> placement (every needed bid accepted)", xlabel="nodes in the network",
+                  ylabel="ms", xscale="log", yscale="log")
     for axes in (messages, placement):
         axes.grid(True, which="both", alpha=0.3)
-        axes.legend()
-    figure.suptitle("bacalhau-py at scale: simulated (in-memory network, mock clock, 1-20 ms latency) and real")
+        axes.legend(fontsize="small")
+        for axis in (axes.xaxis, axes.yaxis):
+            axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:,.0f}"))
+    figure.suptitle("bacalhau-py at scale: simulated (in-memory network, mock clock, 1-20 ms per message) and real")
     figure.tight_layout()
     PLOT.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(PLOT, dpi=100)
