@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
+import psutil
 import trio
 import trio.testing
 
@@ -106,6 +107,8 @@ class SimulationResult:
     """Messages about no job (node announcements, joins), by kind."""
     simulated_seconds: float = 0.0
     real_seconds: float = 0.0
+    rss_mb: float = 0.0
+    """This process's resident memory with the whole network up."""
 
     @property
     def completed(self) -> int:
@@ -132,6 +135,7 @@ class SimulationResult:
             ) if self.simulated_seconds else None,
             "simulated_s": round(self.simulated_seconds, 1),
             "real_s": round(self.real_seconds, 1),
+            "rss_mb": round(self.rss_mb),
             "failures": sorted({j.message for j in self.jobs if j.state != JobState.COMPLETED.value})[:5],
         }
 
@@ -220,8 +224,9 @@ async def _simulate(
         for outcome in outcomes:
             outcome.messages, outcome.announced_to = counts.by_job[outcome.job_id], counts.announced[outcome.job_id]
         simulated = trio.current_time() - started
+        rss = psutil.Process().memory_info().rss / (1 << 20)
         nursery.cancel_scope.cancel()
-    return SimulationResult(size, conditions, outcomes, counts.background, simulated)
+    return SimulationResult(size, conditions, outcomes, counts.background, simulated, rss_mb=rss)
 
 
 class _MessageCounts:
