@@ -186,7 +186,8 @@ async def _simulate(
                 repo=folder / f"node-{index}", node_types=frozenset(roles), engines=("noop",),
                 limit_total=NODE_CAPACITY, timeouts=timeouts, peers=peers,
             )
-            return SimulatedNode(config, transport=MemoryTransport(network, f"sim-{index:05d}"))
+            # Eight characters: messages name a node by the last eight of its peer ID.
+            return SimulatedNode(config, transport=MemoryTransport(network, f"sim{index:05d}"))
 
         # The first node is the requester; the others join it, all at once.
         first = await nursery.start(node(0, ()).serve)
