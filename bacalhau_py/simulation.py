@@ -42,8 +42,8 @@ from bacalhau_py.transport.memory import Conditions, MemoryNetwork, MemoryTransp
 NODE_CAPACITY = Capacity(cpu=4, memory=8 << 30, gpu=0)
 # The simulated jobs' own timeout and the requester's grace beyond it: a job
 # whose messages were lost fails within seconds of simulated time.
-JOB_TIMEOUT = 5.0
-GRACE = 5.0
+JOB_TIMEOUT = 2.0
+GRACE = 3.0
 # After the last job ends: the messages that follow a job's end (verdicts) arrive.
 SETTLE = 1.0
 
@@ -106,6 +106,7 @@ class SimulationResult:
     background: Counter = field(default_factory=Counter)
     """Messages about no job (node announcements, joins), by kind."""
     simulated_seconds: float = 0.0
+    """From the first node's start to the end of the last job (and `SETTLE`)."""
     real_seconds: float = 0.0
     rss_mb: float = 0.0
     """This process's resident memory with the whole network up."""
@@ -130,9 +131,7 @@ class SimulationResult:
             "placement_ms": _ms(_median(placed)),
             "placement_p95_ms": _ms(_percentile(placed, 95)),
             "completed_ms": _ms(_median(ended)),
-            "background_per_node_per_s": round(
-                sum(self.background.values()) / self.nodes / self.simulated_seconds, 1
-            ) if self.simulated_seconds else None,
+            "node_announcements_heard": sum(self.background.values()),
             "simulated_s": round(self.simulated_seconds, 1),
             "real_s": round(self.real_seconds, 1),
             "rss_mb": round(self.rss_mb),
@@ -146,7 +145,7 @@ def run(
     jobs: int = 20,
     concurrency: int = 1,
     conditions: Conditions = Conditions(latency=(0.001, 0.020)),
-    submit_every: float = 0.25,
+    submit_every: float = 0.1,
 ) -> SimulationResult:
     """Simulate `size` compute nodes (one of them also the requester) and `jobs` noop jobs."""
     clock = trio.testing.MockClock()
@@ -195,8 +194,6 @@ async def _simulate(
             for index in range(1, size):
                 joining.start_soon(nursery.start, node(index, tuple(first.transport.addresses)).serve)
         requester = first.requester
-        counts.background.clear()
-        started = trio.current_time()
         outcomes: list[JobOutcome] = [None] * jobs  # type: ignore[list-item]
 
         async def follow(index: int) -> None:
@@ -224,7 +221,7 @@ async def _simulate(
         await trio.sleep(SETTLE)
         for outcome in outcomes:
             outcome.messages, outcome.announced_to = counts.by_job[outcome.job_id], counts.announced[outcome.job_id]
-        simulated = trio.current_time() - started
+        simulated = trio.current_time()
         rss = psutil.Process().memory_info().rss / (1 << 20)
         nursery.cancel_scope.cancel()
     return SimulationResult(size, conditions, outcomes, counts.background, simulated, rss_mb=rss)

@@ -4,8 +4,8 @@ The real requester and compute services over the in-memory transport, on
 trio's mock clock, with 1-20 ms of latency per message and 0% or 5% of
 messages lost. Per size and loss: jobs completed, direct messages per job
 (requests and replies: flat in the network's size), simulated time from
-submit to placement and to Completed, and the node announcements each node
-hears per second (these grow with the network).
+submit to placement and to Completed, and the node announcements heard
+during the run (every node hears every node every 5 s: these grow as n²).
 
 Writes .state/bench/scale.png: messages per job and time to placement
 against network size, simulated and (when results.json has them) real rows.
@@ -100,8 +100,8 @@ def plot(results: dict[str, dict]) -> None:
         if not loss:
             messages.plot(sizes, [p["announce_deliveries_per_job"] for p in points], marker="^", color="grey",
                           label="job announcement (gossip) deliveries")
-            messages.plot(sizes, [p["background_per_node_per_s"] * 5 * p["nodes"] for p in points], marker="v",
-                          color="black", label="node announcements, whole network, per 5 s")
+            messages.plot(sizes, [p["nodes"] * (p["nodes"] - 1) for p in points], marker="v", color="black",
+                          label="node announcements heard, whole network, per 5 s")
     if real:
         placement.plot([r[0] for r in real], [r[1] for r in real], marker="s", linestyle="--", color="red",
                        label="real devstack (concurrency = nodes)")
