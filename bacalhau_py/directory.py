@@ -62,6 +62,13 @@ class NodeDirectory:
         ]
         return [own, *others]
 
+    def alive(self, peer_id: str) -> NodeInfo | None:
+        """The latest info of another node, if it is known and alive (as `all` would list it)."""
+        record = self._nodes.get(peer_id)
+        if record is None or record.last_seen < trio.current_time() - self.lost_after:
+            return None
+        return record.info
+
     def knows(self, peer_id: str) -> bool:
         return peer_id in self._nodes
 

@@ -378,7 +378,8 @@ class Node:
     async def _learn(self, info: NodeInfo) -> None:
         if info.peer_id == self.peer_id:
             return
-        previous = next((n for n in self.directory.all() if n.peer_id == info.peer_id), None)
+        # A lookup, not a scan of `all()`: each node hears every node's announcements.
+        previous = self.directory.alive(info.peer_id)
         self.directory.update(info)
         # A known node that restarted comes back on new ports: dial those too,
         # or requests to it keep trying its old address.

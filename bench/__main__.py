@@ -23,6 +23,8 @@ from bench.common import RESULTS, STATE, Result, load_results, stack
 # Run order: cheap first; burst after the single-job rows (it fills the job
 # store); the data and scale rows start devstacks of their own.
 MODULES = ["cli_start", "noop", "docker_job", "wasm_job", "cli_clients", "memo", "burst", "data", "scale", "devstack_start", "lost_node"]
+# Run alone only when named: `scale` runs them as its own part.
+PARTS = ["simulate"]
 
 
 class Context:
@@ -40,7 +42,8 @@ def _selected(names: list[str]):
     modules = [importlib.import_module(f"bench.{name}") for name in MODULES]
     if not names:
         return modules
-    by_name = {m.NAME: m for m in modules} | {name: m for name, m in zip(MODULES, modules)}
+    parts = {name: importlib.import_module(f"bench.{name}") for name in PARTS}
+    by_name = {m.NAME: m for m in modules} | {name: m for name, m in zip(MODULES, modules)} | parts
     unknown = [n for n in names if n not in by_name]
     if unknown:
         sys.exit(f"unknown benchmark(s) {', '.join(unknown)}; expected some of {', '.join(m.NAME for m in modules)}")

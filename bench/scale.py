@@ -6,6 +6,7 @@
   AskedForBid event = announce + every node's bid. Median of a few jobs.
 - RSS per idle node: after the jobs, with the stack idle; each node's
   process plus its embedded kubo child (psutil, resident set). Target <= 120 MB.
+- Then 100, 300 and 1,000 simulated nodes (bench/simulate.py), and the plot.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import trio
 
 from bacalhau_py.errors import BacalhauError
 
+from bench import simulate
 from bench.common import Result, client_of, in_thread, median, ms, noop_spec, stack, wait_terminal
 
 NAME = "scale"
@@ -133,4 +135,6 @@ async def run(ctx) -> list[Result]:
                 "idle_cpu_percent_all_nodes": round(sum(idle_cpu), 1),
             },
         ))
+    # The part no machine can run for real: hundreds and thousands of nodes, simulated.
+    rows += await simulate.run(ctx, real=rows)
     return rows

@@ -45,7 +45,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 stamp=".venv/.installed"  # inside the venv: a venv made anew installs anew
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-  .venv/bin/pip install -q --disable-pip-version-check -e ".[test]"
+  .venv/bin/pip install -q --disable-pip-version-check -e ".[test,bench]"
   touch "$stamp"
 fi
 # Byte-compile the project, as pip does for a regular install (not for -e):

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import math
-import random
 from functools import partial
 import uuid
 from dataclasses import dataclass
@@ -40,6 +39,7 @@ from bacalhau_py.models.messages import (
     ResultVerdict,
 )
 from bacalhau_py.models.signature import SignedRequest
+from bacalhau_py.requester import selection
 from bacalhau_py.requester.results import ResultFetcher
 from bacalhau_py.results import commitment
 from bacalhau_py.transport.base import Transport
@@ -320,13 +320,15 @@ class RequesterService:
     async def _bid(
         self, job: Job, *, needed: int | None = None, exclude: frozenset[str] = frozenset(), because: str = ""
     ) -> bool:
-        """Find `needed` compute nodes by bidding (a sample first, then all). False if the job failed.
+        """Find `needed` compute nodes by bidding (a few first, then more). False if the job failed.
 
         By default the job's own `concurrency` nodes; when rescheduling, one
         node not in `exclude`, and a failure message starting with `because`.
         """
         spec = job.spec
-        candidates = [info.peer_id for info in self.directory.compute_nodes() if info.peer_id not in exclude]
+        candidates = selection.ranked(
+            job.id, spec, (info for info in self.directory.compute_nodes() if info.peer_id not in exclude)
+        )
         accepting = spec.deal.concurrency if needed is None else needed
         needed = max(spec.deal.concurrency, spec.deal.min_bids) if needed is None else needed
         if len(candidates) < needed:
@@ -341,8 +343,8 @@ class RequesterService:
         # every other node about 8 ms of CPU (signature checks, forwarding).
         delay = QUEUE_RETRY_FIRST
         # Each node asked costs it and us a round trip: ask a few first, and
-        # everyone only when those few are not enough.
-        asking = random.sample(candidates, min(len(candidates), needed + SPARE_BIDDERS))
+        # twice as many each round when those are not enough (requester/selection.py).
+        asking = candidates[: needed + SPARE_BIDDERS]
         while True:
             async with self._bidding:
                 bids, refusals, busy, unread, receive = await self._bid_round(job, asking, needed)
@@ -352,7 +354,7 @@ class RequesterService:
                 await self._reject(job, bids + unread, "not enough bids")
                 bids, unread = [], []
                 if len(asking) < len(candidates):
-                    asking = candidates
+                    asking = selection.widened(candidates, len(asking))
                     continue
                 if busy:
                     # Every node that could run it is busy: the job waits,

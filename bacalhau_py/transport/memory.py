@@ -7,12 +7,19 @@ every serving member (the publisher included, as with libp2p) by each member's
 own dispatcher task, so `publish` returns before handlers run, as on a real
 network.  A request to a peer that is unknown or not serving raises
 `TransportError`.
+
+The network may be told to delay and lose messages (`Conditions`, off by
+default), for simulations of big networks on trio's mock clock; a `tap` sees
+every message carried, to count them.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+import math
+import random
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 
 import trio
 
@@ -29,11 +36,31 @@ def _wire(message: Message) -> Message:
     return MESSAGE.validate_json(MESSAGE.dump_json(message))
 
 
+@dataclass(frozen=True)
+class Conditions:
+    """What the network does to each message it carries. The default: nothing (instant, never lost)."""
+
+    latency: tuple[float, float] = (0.0, 0.0)
+    """Each message takes a time drawn uniformly from this range, in seconds of trio's clock
+    (an announcement takes one such time to reach every member)."""
+    loss: float = 0.0
+    """The probability that a message is lost. A lost request or reply is never answered (the
+    sender's timeout ends the wait, as with a stalled stream); a lost announcement never arrives."""
+    seed: int = 0
+
+
+Tap = Callable[[str, str, Message, Message | None], None]
+"""Called with (sender, receiver, message, the request it answers or None) for each message carried."""
+
+
 class MemoryNetwork:
     """The members of one in-process network, by peer ID."""
 
-    def __init__(self) -> None:
+    def __init__(self, conditions: Conditions = Conditions(), tap: Tap | None = None) -> None:
         self._serving: dict[str, MemoryTransport] = {}
+        self.conditions = conditions
+        self.tap = tap
+        self._random = random.Random(conditions.seed)
 
     def _member(self, peer_id: str) -> MemoryTransport:
         member = self._serving.get(peer_id)
@@ -44,13 +71,32 @@ class MemoryNetwork:
     def serving_peers(self) -> list[str]:
         return sorted(self._serving)
 
+    def _lost(self, sender: str, receiver: str, message: Message, answering: Message | None = None) -> bool:
+        """Whether this message is lost on its way (and the tap sees it leave)."""
+        if self.tap is not None:
+            self.tap(sender, receiver, message, answering)
+        return bool(self.conditions.loss) and self._random.random() < self.conditions.loss
+
+    def _latency(self) -> float:
+        low, high = self.conditions.latency
+        return self._random.uniform(low, high) if high else 0.0
+
+    async def _carry(self, sender: str, receiver: str, message: Message, answering: Message | None = None) -> None:
+        """Return once the message has arrived; never, if it is lost."""
+        if self._lost(sender, receiver, message, answering):
+            await trio.sleep_forever()
+        delay = self._latency()
+        if delay:
+            await trio.sleep(delay)
+
 
 class MemoryTransport:
     def __init__(self, network: MemoryNetwork, peer_id: str) -> None:
         self.network = network
         self.peer_id = peer_id
         self._handler: MessageHandler | None = None
-        self._inbox: trio.MemorySendChannel[tuple[str, str]] | None = None
+        self._inbox: trio.MemorySendChannel[tuple[str, Message]] | None = None
+        self._outbox: trio.MemorySendChannel[tuple[Message, float]] | None = None
 
     @property
     def addresses(self) -> list[str]:
@@ -59,19 +105,40 @@ class MemoryTransport:
     async def serve(self, handler: MessageHandler, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         if self.peer_id in self.network._serving:
             raise TransportError(f"peer {self.peer_id} is already serving on this network")
-        send, recv = trio.open_memory_channel[tuple[str, str]](_GOSSIP_INBOX)
-        self._handler, self._inbox = handler, send
+        send, recv = trio.open_memory_channel[tuple[str, Message]](_GOSSIP_INBOX)
+        later, outbox = trio.open_memory_channel[tuple[Message, float]](math.inf)
+        self._handler, self._inbox, self._outbox = handler, send, later
         self.network._serving[self.peer_id] = self
         try:
-            task_status.started()
-            async for sender, raw in recv:
-                try:
-                    await handler.on_gossip(sender, MESSAGE.validate_json(raw))
-                except Exception:  # noqa: BLE001 - as in libp2p.py: keep gossiping
-                    log.exception("gossip handler failed on message from %s", sender)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._deliver_later, outbox)
+                task_status.started()
+                async for sender, message in recv:
+                    await self._take(handler, sender, message)
+                    # The rest of what arrived, without a turn of the run loop each: a
+                    # member of a simulated thousand hears a thousand announcements at once.
+                    while True:
+                        try:
+                            sender, message = recv.receive_nowait()
+                        except trio.WouldBlock:
+                            break
+                        await self._take(handler, sender, message)
         finally:
             self.network._serving.pop(self.peer_id, None)
-            self._handler = self._inbox = None
+            self._handler = self._inbox = self._outbox = None
+
+    @staticmethod
+    async def _take(handler: MessageHandler, sender: str, message: Message) -> None:
+        try:
+            await handler.on_gossip(sender, message)
+        except Exception:  # noqa: BLE001 - as in libp2p.py: keep gossiping
+            log.exception("gossip handler failed on message from %s", sender)
+
+    async def _deliver_later(self, outbox: trio.MemoryReceiveChannel[tuple[Message, float]]) -> None:
+        """This member's announcements on a network with latency: each goes out once its time has passed."""
+        async for message, arrival in outbox:
+            await trio.sleep_until(arrival)
+            self._deliver(message)
 
     async def connect(self, multiaddr: str) -> str:
         self._require_serving()
@@ -94,6 +161,7 @@ class MemoryTransport:
         handler = target._handler
         assert handler is not None
         with trio.move_on_after(timeout):
+            await self.network._carry(self.peer_id, peer_id, message)
             try:
                 reply = await handler.on_request(self.peer_id, _wire(message))
             except BacalhauError as e:
@@ -101,6 +169,7 @@ class MemoryTransport:
             except Exception as e:  # noqa: BLE001 - same answer as libp2p.py gives
                 log.exception("request handler of %s failed on %s", peer_id, message.kind)
                 reply = Ack(ok=False, message=f"internal error: {type(e).__name__}")
+            await self.network._carry(peer_id, self.peer_id, reply, message)
             return _wire(reply)
         raise TransportError(f"request {message.kind} to {peer_id}: no reply within {timeout:g}s")
 
@@ -127,17 +196,29 @@ class MemoryTransport:
 
     async def publish(self, message: Message) -> None:
         self._require_serving()
-        raw = MESSAGE.dump_json(message).decode("utf-8")
-        MESSAGE.validate_json(raw)  # fail at the publisher, as seal() would
+        # Through JSON once, at the publisher (it fails there, as seal() would); the
+        # members share the copy (messages are frozen): a thousand members need not
+        # hold a thousand copies of each announcement.
+        wired = _wire(message)
+        # One latency for every member: a simulated announcement wakes them all at one
+        # moment, not a thousand (trio's run loop would turn once per moment).
+        delay = self.network._latency()
+        if delay:
+            assert self._outbox is not None
+            self._outbox.send_nowait((wired, trio.current_time() + delay))
+        else:
+            self._deliver(wired)
+
+    def _deliver(self, message: Message) -> None:
         for member in list(self.network._serving.values()):
-            if member._inbox is None:
+            if member._inbox is None or self.network._lost(self.peer_id, member.peer_id, message):
                 continue
             try:
-                member._inbox.send_nowait((self.peer_id, raw))
+                member._inbox.send_nowait((self.peer_id, message))
             except trio.WouldBlock:
                 log.warning("gossip inbox of %s full: dropped %s", member.peer_id, message.kind)
             except trio.ClosedResourceError:
                 pass
 
 
-__all__ = ["MemoryNetwork", "MemoryTransport"]
+__all__ = ["Conditions", "MemoryNetwork", "MemoryTransport"]

@@ -37,3 +37,13 @@ async def test_a_node_that_announces_a_new_boot_id_restarted_and_is_lost(mock_cl
     nodes.update(info("a", boot_id="boot-2"))
     assert nodes.liveness_changes() == ([("a", "restarted")], [])
     assert [n.peer_id for n in nodes.all()] == ["own", "a"], "it is alive: it may take work again"
+
+
+async def test_a_node_s_latest_info_is_found_while_it_is_alive(mock_clock):
+    nodes = directory()
+    assert nodes.alive("a") is None
+    nodes.update(info("a", boot_id="boot-1"))
+    nodes.update(info("a", boot_id="boot-2"))
+    assert nodes.alive("a").boot_id == "boot-2"
+    mock_clock.jump(4)
+    assert nodes.alive("a") is None, "silent for longer than lost_after: as `all` no longer lists it"

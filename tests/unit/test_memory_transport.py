@@ -11,6 +11,7 @@ import trio.testing
 from bacalhau_py.errors import NotFound, TransportError
 from bacalhau_py.models.messages import Ack, FetchResult, JobAnnounce, NodeInfoRequest, RevealRequest
 from bacalhau_py.transport import MemoryNetwork, MemoryTransport
+from bacalhau_py.transport.memory import Conditions
 
 
 class Recorder:
@@ -150,3 +151,59 @@ async def test_request_timeout():
         with pytest.raises(TransportError, match="no reply"):
             await a.request("b", NodeInfoRequest(), timeout=0.05)
         n.cancel_scope.cancel()
+
+
+async def _network_of(nursery, conditions, names=("a", "b", "c")):
+    seen = []
+    net = MemoryNetwork(conditions, tap=lambda *carried: seen.append(carried))
+    nodes = {}
+    for name in names:
+        transport, handler = MemoryTransport(net, name), Recorder()
+        await nursery.start(transport.serve, handler)
+        nodes[name] = (transport, handler)
+    return nodes, seen
+
+
+async def test_latency_delays_each_message_and_the_tap_sees_it(nursery, autojump_clock):
+    nodes, seen = await _network_of(nursery, Conditions(latency=(0.001, 0.020), seed=1))
+    a, _ = nodes["a"]
+    start = trio.current_time()
+    await a.request("b", NodeInfoRequest())
+    # Two legs of 1-20 ms each, on the mock clock.
+    assert 0.002 <= trio.current_time() - start <= 0.040
+    assert [(s, r, m.kind, q and q.kind) for s, r, m, q in seen] == [
+        ("a", "b", "node_info_request", None),
+        ("b", "a", "ack", "node_info_request"),
+    ]
+    start = trio.current_time()
+    await a.publish(JobAnnounce(job_id="j", requester_id="a"))
+    for name in ("b", "c"):
+        handler = nodes[name][1]
+        with trio.fail_after(1):
+            await handler.gossip_arrived.wait()
+        assert 0.001 <= trio.current_time() - start <= 0.020
+
+
+async def test_a_lost_request_is_never_answered(nursery, autojump_clock):
+    nodes, _ = await _network_of(nursery, Conditions(loss=1.0))
+    a, _ = nodes["a"]
+    _, hb = nodes["b"]
+    with pytest.raises(TransportError, match="no reply within 3s"):
+        await a.request("b", NodeInfoRequest(), timeout=3)
+    assert hb.requests == []
+    await a.publish(JobAnnounce(job_id="j", requester_id="a"))
+    await trio.testing.wait_all_tasks_blocked()
+    assert all(handler.gossip == [] for _, handler in nodes.values())
+
+
+async def test_some_messages_are_lost_at_the_rate_asked(nursery, autojump_clock):
+    nodes, _ = await _network_of(nursery, Conditions(loss=0.2, seed=3))
+    a, _ = nodes["a"]
+    lost = 0
+    for _ in range(500):
+        try:
+            await a.request("b", NodeInfoRequest(), timeout=1)
+        except TransportError:
+            lost += 1
+    # A request is lost when either leg is: 1 - 0.8 ** 2 = 36%.
+    assert 0.28 < lost / 500 < 0.44
