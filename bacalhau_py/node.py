@@ -71,7 +71,9 @@ from bacalhau_py.workflow.runner import WorkflowRunner
 
 log = logging.getLogger("bacalhau_py.node")
 
-ANNOUNCE_EVERY_SECONDS = 5.0
+# Announcements are also the heartbeat: every node handles every node's,
+# so their rate sets an idle network's CPU (it grows with the square of its size).
+ANNOUNCE_EVERY_SECONDS = 10.0
 READY_TIMEOUT = 30.0
 # Announcements are the heartbeat: at least this many fall in one lost-after period.
 ANNOUNCES_PER_LOST_AFTER = 3
