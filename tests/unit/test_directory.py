@@ -37,3 +37,15 @@ async def test_a_node_that_announces_a_new_boot_id_restarted_and_is_lost(mock_cl
     nodes.update(info("a", boot_id="boot-2"))
     assert nodes.liveness_changes() == ([("a", "restarted")], [])
     assert [n.peer_id for n in nodes.all()] == ["own", "a"], "it is alive: it may take work again"
+
+
+async def test_quiet_nodes_are_those_silent_for_a_while_but_not_lost_yet(mock_clock):
+    nodes = directory()
+    nodes.update(info("a"))
+    nodes.update(info("b"))
+    mock_clock.jump(2)
+    nodes.update(info("b"))
+    assert nodes.quiet(1.5) == ["a"], "the node to ask directly before it counts as lost"
+    mock_clock.jump(2)
+    nodes.liveness_changes()
+    assert nodes.quiet(1.5) == ["b"], "a lost node is not asked again and again"
