@@ -28,6 +28,7 @@ from bacalhau_py.compute.bidding import BidPolicy, BidStrategy
 from bacalhau_py.compute.capacity import ZERO, Capacity, CapacityTracker
 from bacalhau_py.compute.limits import JobLimits
 from bacalhau_py.compute.service import DEFAULT_RETENTION_SECONDS, ComputeService
+from bacalhau_py.concurrency import watch_stalls
 from bacalhau_py.context import ProviderContext
 from bacalhau_py.directory import LOST_AFTER_SECONDS, NodeDirectory
 from bacalhau_py.errors import BacalhauError, InvalidMessage, NotFound, UserInputError
@@ -118,6 +119,10 @@ class NodeConfig:
     """URL inputs may reach loopback and private addresses (refused by default)."""
     max_upload_bytes: int = 1 << 30
     """Largest `ipfs add` upload the API accepts (job specs have their own, smaller limit)."""
+
+
+def _report_stall(late: float) -> None:
+    log.warning("the event loop stalled for %.1f s: requests to this node wait meanwhile", late)
 
 
 class Node:
@@ -219,6 +224,7 @@ class Node:
                 await self._join(config.peers)
                 nursery.start_soon(self._announce_forever)
                 nursery.start_soon(self._probe_quiet_nodes)
+                nursery.start_soon(watch_stalls, _report_stall)
                 if self.requester:
                     nursery.start_soon(self._resume, self._announce_every())
 
