@@ -566,7 +566,11 @@ class Libp2pTransport:
 
     async def _reply(self, stream: Any, remote: str, sender: str, message: Message) -> bool:
         """Answer one request on `stream`; False (stream reset) if the reply could not be sent."""
-        reply = await _call_handler(self._handler, sender, message)
+        handler = self._handler
+        if handler is None:  # stopping
+            await _quietly(stream.reset)
+            return False
+        reply = await _call_handler(handler, sender, message)
         try:
             with trio.fail_after(WRITE_TIMEOUT), _libp2p_errors(f"reply to {remote}"):
                 await stream.write(encode_frame(seal(reply, self._key_pair)))
