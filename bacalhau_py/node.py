@@ -437,6 +437,14 @@ class Node:
                 break
             except BacalhauError as error:
                 log.debug("ipfs connect %s failed: %s", address, error)
+        if previous is None:
+            # A node that just joined knows only its bootstrap peer: tell it
+            # about this one now rather than at our next announcement. (Its
+            # own introduction back, if any, is no news here: it ends there.)
+            try:
+                await self.transport.request(info.peer_id, self._own_info(), timeout=self._announce_every())
+            except BacalhauError as error:
+                log.debug("could not introduce this node to %s: %s", info.peer_id, error)
 
     def _own_info(self) -> NodeInfo:
         capacity = self.capacity
