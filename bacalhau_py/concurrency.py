@@ -30,3 +30,18 @@ async def run_all(functions: list[Callable[[], Awaitable[None]]]) -> None:
             nursery.start_soon(guarded, function)
     if errors:
         raise errors[0]
+
+
+async def watch_stalls(report: Callable[[float], None], every: float = 1.0, threshold: float = 1.0) -> None:
+    """Report each time this trio loop ran `threshold` seconds or more late (forever).
+
+    A task that sleeps `every` seconds wakes late only when the loop could
+    not run: a blocking call on it, or a machine without free CPU. That is
+    the one cause of "no reply" that a node cannot see in its own requests.
+    """
+    while True:
+        start = trio.current_time()
+        await trio.sleep(every)
+        late = trio.current_time() - start - every
+        if late >= threshold:
+            report(late)

@@ -69,6 +69,11 @@ class NodeDirectory:
             return None
         return record.info
 
+    def quiet(self, seconds: float) -> list[str]:
+        """The nodes not lost yet but not heard from for `seconds`."""
+        cutoff = trio.current_time() - seconds
+        return [peer_id for peer_id, record in self._nodes.items() if not record.lost and record.last_seen < cutoff]
+
     def knows(self, peer_id: str) -> bool:
         return peer_id in self._nodes
 

@@ -118,6 +118,9 @@ def serve(peers, swarm_port, swarm_host, ipfs_swarm_port, api_host, api_port, re
           default_job_memory, default_job_cpu, limit_job_disk, min_free_disk, retention,
           node_lost_after, allow_private_urls, max_upload_size):
     """Run a long-lived node: requester and/or compute, with its own IPFS node."""
+    from bacalhau_py.transport import unused_features
+
+    unused_features.skip()  # before the node's modules import libp2p
     import trio
 
     from bacalhau_py.auth.api_keys import APIKeys

@@ -31,6 +31,11 @@ from bacalhau_py import httpclient
 from bacalhau_py.errors import BacalhauError
 
 START_TIMEOUT = 60.0
+# Nodes starting at once. A start is about 3 s of CPU (imports, keys, the IPFS
+# repo): started all together on 2 cores, 19 nodes each took over a minute to
+# report ready (and 49 would pass START_TIMEOUT); a few at a time keeps both
+# cores busy and each start short.
+START_PARALLEL = 4
 STOP_GRACE = 20.0
 LOG_TAIL_LINES = 10
 POLL_SECONDS = 0.2
@@ -112,9 +117,12 @@ async def devstack(
             first = await _start(repo_dir, 0, [], _extra(node_args, 0, bad=nodes - bad_actors <= 0), on_spawn)
             peer = first.swarm[0]
 
+            starting = trio.CapacityLimiter(START_PARALLEL)
+
             async def start_other(index: int) -> None:
                 extra = _extra(node_args, index, bad=index >= nodes - bad_actors)
-                await _start(repo_dir, index, [peer], extra, on_spawn)
+                async with starting:
+                    await _start(repo_dir, index, [peer], extra, on_spawn)
 
             async with _one_error(), trio.open_nursery() as nursery:
                 for index in range(1, nodes):

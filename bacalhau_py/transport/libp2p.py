@@ -9,6 +9,14 @@
   framed reply envelope; that reply is the acknowledgement.  Requests are
   retried (new stream, and a fresh dial) with backoff until the deadline, so
   handlers must be idempotent: a request may arrive twice if a reply is lost.
+* The same, many times over one stream, protocol `/bacalhau-py/request/1.1.0`
+  (preferred; 1.0.0 still answers older nodes): after a reply the requester
+  keeps the stream for its next request to that peer, and the responder
+  reads the next request.  Opening a stream (yamux, then multistream-select)
+  cost about 60% of a request's CPU in py-libp2p.  A kept stream is used for
+  one request at a time, dropped after IDLE_STREAM_SECONDS unused (before
+  the responder's own INBOUND_READ_TIMEOUT), and one that fails is replaced
+  by a new stream at once.
 * Bulk replies, protocol `/bacalhau-py/stream/1.0.0`: one framed request
   envelope, then frames whose first byte says what they are: `D` data chunk,
   `E` end, `X` error (UTF-8 reason).  Chunks are not signed one by one: the
@@ -51,7 +59,7 @@ from libp2p.custom_types import TProtocol
 from libp2p.network.stream.exceptions import StreamEOF
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo, info_from_p2p_addr
-from libp2p.pubsub.gossipsub import PROTOCOL_ID, PROTOCOL_ID_V11, PROTOCOL_ID_V12, GossipSub
+from libp2p.pubsub.gossipsub import PROTOCOL_ID, PROTOCOL_ID_V11, GossipSub
 from libp2p.pubsub.pubsub import Pubsub
 from libp2p.tools.anyio_service.context import background_trio_service
 
@@ -71,6 +79,7 @@ log = logging.getLogger("bacalhau_py.transport")
 
 ANNOUNCE_TOPIC = "bacalhau-py/announce/1"
 REQUEST_PROTOCOL = TProtocol("/bacalhau-py/request/1.0.0")
+SESSION_PROTOCOL = TProtocol("/bacalhau-py/request/1.1.0")
 STREAM_PROTOCOL = TProtocol("/bacalhau-py/stream/1.0.0")
 IDENTITY_NAME = "libp2p"
 
@@ -88,6 +97,12 @@ WRITE_TIMEOUT = 30.0
 # Idle timeout between chunks of a bulk reply, on the reading side.
 STREAM_IDLE_TIMEOUT = 30.0
 CONNECT_TIMEOUT = 10.0
+# A kept request stream unused this long is closed by its requester; the
+# responder gives up on it after INBOUND_READ_TIMEOUT, later, so a request
+# never races the responder's close.
+IDLE_STREAM_SECONDS = 20.0
+# Kept streams per peer: enough for the requests usually in flight to one peer.
+IDLE_STREAMS_PER_PEER = 4
 GOSSIP_JOIN_WAIT = 2.0
 
 RETRY_ATTEMPTS = 5
@@ -254,6 +269,8 @@ class Libp2pTransport:
         # after 120 s, and we want to re-dial a known peer at any time.
         self._addr_book: dict[str, list[multiaddr.Multiaddr]] = {}
         self._publish_lock = trio.Lock()
+        # peer -> (stream, unused since) of request streams kept for reuse.
+        self._idle_streams: dict[str, list[tuple[Any, float]]] = {}
 
     # ------------------------------------------------------------------ info
 
@@ -289,13 +306,24 @@ class Libp2pTransport:
             raise TransportError(f"transport {self.peer_id} is already serving")
         host = new_host(key_pair=self._key_pair, listen_addrs=[self._listen_addr])
         router = GossipSub(
-            protocols=[PROTOCOL_ID_V12, PROTOCOL_ID_V11, PROTOCOL_ID],
+            # Not v1.2: its IDONTWANT sends one more control RPC to every mesh
+            # peer for every message received (as costly as the message itself
+            # in py-libp2p), and with it 20 nodes in one process lost 62% of
+            # announcements against 14% without.
+            protocols=[PROTOCOL_ID_V11, PROTOCOL_ID],
+            # go-libp2p's mesh degrees.  Smaller meshes (4, at most 6) lost
+            # most announcements in py-libp2p: peers pruned from a full mesh
+            # are not reached by its gossip repair.
             degree=6,
             degree_low=4,
             degree_high=12,
             # libp2p's default heartbeat is 120 s: a late joiner would wait
             # that long to enter the mesh.  go-libp2p uses 1 s.
             heartbeat_interval=1,
+            # Fixed parameters: the adaptive mode raises the mesh degree and
+            # the gossip factor when it judges the network unhealthy, which
+            # on a busy machine adds load exactly when there is least room.
+            adaptive_gossip_enabled=False,
             spam_protection_enabled=False,
             # Messages held for a peer whose protocol is not yet identified
             # (default 100, older ones dropped).
@@ -303,6 +331,7 @@ class Libp2pTransport:
         )
         pubsub = Pubsub(host, router, strict_signing=True)
         host.set_stream_handler(REQUEST_PROTOCOL, self._on_request_stream)
+        host.set_stream_handler(SESSION_PROTOCOL, self._on_session_stream)
         host.set_stream_handler(STREAM_PROTOCOL, self._on_stream_stream)
         gossip_send, gossip_recv = trio.open_memory_channel[tuple[str, Message]](_GOSSIP_INBOX)
         try:
@@ -331,6 +360,7 @@ class Libp2pTransport:
                                 await trio.sleep_forever()
                     finally:
                         self._host = self._pubsub = self._handler = self._gossip_in = None
+                        self._idle_streams.clear()  # host.close() ends them
                         # host.run() only stops the swarm's service: the TCP
                         # listeners live in trio *system* tasks that only
                         # host.close() ends, so without it the port stays open
@@ -434,9 +464,21 @@ class Libp2pTransport:
         )
 
     async def _request_once(self, host: Any, peer_id: str, body: bytes) -> Message:
+        kept = await self._kept_stream(peer_id)
+        if kept is not None:
+            try:
+                return await self._exchange(kept, peer_id, body)
+            except TransportError as e:
+                # The peer closed it meanwhile (restarted, or idle too long on its side).
+                log.debug("kept stream to %s failed (%s); opening a new one", peer_id, _reason(e))
         await self._dial(host, peer_id, CONNECT_TIMEOUT)
         with _libp2p_errors(f"stream to {peer_id}"):
-            stream = await host.new_stream(ID.from_base58(peer_id), [REQUEST_PROTOCOL])
+            stream = await host.new_stream(ID.from_base58(peer_id), [SESSION_PROTOCOL, REQUEST_PROTOCOL])
+        return await self._exchange(stream, peer_id, body)
+
+    async def _exchange(self, stream: Any, peer_id: str, body: bytes) -> Message:
+        """One request and its reply on `stream`; the stream is kept for the next one if its protocol allows."""
+        done = False
         try:
             with _libp2p_errors(f"request to {peer_id}"):
                 await stream.write(encode_frame(body))
@@ -444,9 +486,31 @@ class Libp2pTransport:
             sender, message = open_envelope(reply)
             if sender != peer_id:
                 raise InvalidMessage(f"reply signed by {sender}, expected {peer_id}")
+            done = True
             return message
         finally:
+            if not done:
+                await _quietly(stream.reset)  # mid-exchange: what is left on it is unknown
+            elif stream.get_protocol() == SESSION_PROTOCOL:
+                await self._keep(peer_id, stream)
+            else:
+                await _quietly(stream.close)
+
+    async def _kept_stream(self, peer_id: str) -> Any:
+        kept = self._idle_streams.get(peer_id, [])
+        while kept:
+            stream, since = kept.pop()
+            if trio.current_time() - since < IDLE_STREAM_SECONDS:
+                return stream
+            await _quietly(stream.reset)  # too old to trust: its responder may be closing it
+        return None
+
+    async def _keep(self, peer_id: str, stream: Any) -> None:
+        kept = self._idle_streams.setdefault(peer_id, [])
+        if len(kept) >= IDLE_STREAMS_PER_PEER:
             await _quietly(stream.close)
+            return
+        kept.append((stream, trio.current_time()))
 
     async def _request_self(self, message: Message, timeout: float) -> Message:
         handler = self._handler
@@ -457,8 +521,12 @@ class Libp2pTransport:
         assert scope.cancelled_caught
         raise TransportError(f"request {message.kind} to self: no reply within {timeout:g}s")
 
-    async def _accept(self, stream: Any, what: str) -> tuple[str, str, Message] | None:
-        """Read and verify an inbound stream's request: (remote, sender, message), or None if dropped."""
+    async def _accept(self, stream: Any, what: str, *, quiet_end: bool = False) -> tuple[str, str, Message] | None:
+        """Read and verify an inbound stream's request: (remote, sender, message), or None if dropped.
+
+        `quiet_end`: a stream that ends or stays idle before a request is
+        normal (a kept stream between requests): closed without a warning.
+        """
         try:
             remote = _remote_peer(stream)
         except Exception:  # noqa: BLE001 - a stream without a connection: nothing to do
@@ -466,8 +534,15 @@ class Libp2pTransport:
             return None
         try:
             with trio.fail_after(INBOUND_READ_TIMEOUT):
-                sender, message = await _read_request(stream, remote)
-        except (TransportError, trio.TooSlowError) as e:
+                sender, message = await _read_request(stream, remote, ended_ok=quiet_end)
+        except _StreamEnded:
+            return None
+        except trio.TooSlowError:
+            if not quiet_end:
+                log.warning("dropped %s from %s: timed out", what, remote)
+            await _quietly(stream.reset)
+            return None
+        except TransportError as e:
             log.warning("dropped %s from %s: %s", what, remote, _reason(e))
             await _quietly(stream.reset)
             return None
@@ -477,11 +552,24 @@ class Libp2pTransport:
         return remote, sender, message
 
     async def _on_request_stream(self, stream: Any) -> None:
-        handler = self._handler
         accepted = await self._accept(stream, "request stream")
-        if accepted is None:
-            return
-        remote, sender, message = accepted
+        if accepted is not None and await self._reply(stream, *accepted):
+            await _quietly(stream.close)
+
+    async def _on_session_stream(self, stream: Any) -> None:
+        accepted = await self._accept(stream, "request stream")
+        while accepted is not None and await self._reply(stream, *accepted):
+            # The requester closes the stream (or goes quiet) when it is done
+            # with it: the end of a session, not an error.
+            accepted = await self._accept(stream, "request stream", quiet_end=True)
+        await _quietly(stream.close)
+
+    async def _reply(self, stream: Any, remote: str, sender: str, message: Message) -> bool:
+        """Answer one request on `stream`; False (stream reset) if the reply could not be sent."""
+        handler = self._handler
+        if handler is None:  # stopping
+            await _quietly(stream.reset)
+            return False
         reply = await _call_handler(handler, sender, message)
         try:
             with trio.fail_after(WRITE_TIMEOUT), _libp2p_errors(f"reply to {remote}"):
@@ -489,8 +577,8 @@ class Libp2pTransport:
         except (TransportError, trio.TooSlowError) as e:
             log.warning("could not reply %s to %s: %s", reply.kind, remote, _reason(e))
             await _quietly(stream.reset)
-            return
-        await _quietly(stream.close)
+            return False
+        return True
 
     # ---------------------------------------------------------- bulk streams
 
@@ -647,9 +735,27 @@ class Libp2pTransport:
 # ---------------------------------------------------------------- helpers
 
 
-async def _read_request(stream: Any, remote: str) -> tuple[str, Message]:
+class _StreamEnded(Exception):
+    """The stream ended cleanly where a new request could have started."""
+
+
+async def _read_request(stream: Any, remote: str, *, ended_ok: bool = False) -> tuple[str, Message]:
+    first = b""
+    if ended_ok:
+        try:
+            first = await stream.read(1)
+        except Exception:  # noqa: BLE001 - closed or reset by the requester: the session is over
+            first = b""
+        if not first:
+            raise _StreamEnded
+
+    async def read(n: int) -> bytes:
+        nonlocal first
+        head, first = first[:n], first[n:]
+        return head + (await _read_exactly(stream, n - len(head)) if n > len(head) else b"")
+
     with _libp2p_errors(f"read from {remote}"):
-        frame = await read_frame(lambda n: _read_exactly(stream, n), MAX_FRAME_SIZE)
+        frame = await read_frame(read, MAX_FRAME_SIZE)
     sender, message = open_envelope(frame)
     if sender != remote:
         raise InvalidMessage(f"envelope signed by {sender} arrived over a connection from {remote}")
@@ -690,6 +796,7 @@ def _reason(e: BaseException) -> str:
 __all__ = [
     "ANNOUNCE_TOPIC",
     "REQUEST_PROTOCOL",
+    "SESSION_PROTOCOL",
     "STREAM_PROTOCOL",
     "Libp2pTransport",
     "load_or_create_identity",

@@ -18,7 +18,8 @@ from bacalhau_py.errors import NotFound, TransportError
 from bacalhau_py.models.messages import Ack, FetchResult, JobAnnounce, NodeInfoRequest, RevealRequest
 from bacalhau_py.transport import Libp2pTransport
 from bacalhau_py.transport import envelope
-from bacalhau_py.transport.libp2p import ANNOUNCE_TOPIC, REQUEST_PROTOCOL, STREAM_PROTOCOL
+from bacalhau_py.transport import libp2p as libp2p_transport
+from bacalhau_py.transport.libp2p import ANNOUNCE_TOPIC, REQUEST_PROTOCOL, SESSION_PROTOCOL, STREAM_PROTOCOL
 
 FIVE_MIB = 5 * 1024 * 1024
 
@@ -99,6 +100,32 @@ async def test_request_reply_between_two_hosts(tmp_path):
         )
 
 
+async def test_requests_to_a_peer_reuse_one_stream_and_replace_one_it_closed(tmp_path, caplog, monkeypatch):
+    caplog.set_level(logging.WARNING, logger="bacalhau_py.transport")
+    async with running(tmp_path, "a", "b") as nodes:
+        (a, _), (b, hb) = nodes["a"], nodes["b"]
+        await a.connect(b.addresses[0])
+        for _ in range(10):
+            assert (await a.request(b.peer_id, NodeInfoRequest())).ok
+        kept = a._idle_streams[b.peer_id]
+        assert len(kept) == 1, "ten requests one after another: one stream, kept for the next"
+        assert kept[0][0].get_protocol() == SESSION_PROTOCOL
+
+        # The responder gives up on an idle kept stream (here after 0.2 s):
+        # the requester's next request finds it closed and goes on at once on
+        # a new one.
+        monkeypatch.setattr(libp2p_transport, "INBOUND_READ_TIMEOUT", 0.2)
+        assert (await a.request(b.peer_id, NodeInfoRequest())).ok  # a session that times out soon
+        stream = a._idle_streams[b.peer_id][0][0]
+        with trio.fail_after(5):
+            while not (stream.muxed_stream.recv_closed or stream.muxed_stream.reset_received):
+                await trio.sleep(0.01)
+        assert (await a.request(b.peer_id, NodeInfoRequest())).ok
+        assert a._idle_streams[b.peer_id][0][0] is not stream
+        assert len(hb.requests) == 12
+        assert [r.getMessage() for r in caplog.records] == [], "the end of a kept stream is not news"
+
+
 async def test_request_to_self_is_in_process(tmp_path):
     async with running(tmp_path, "a") as nodes:
         a, ha = nodes["a"]
@@ -172,7 +199,7 @@ async def test_forged_and_garbage_envelopes_are_dropped_and_the_host_keeps_servi
             "pubkey does not derive sender": envelope.encode_frame(json.dumps(resigned).encode()),
             "valid envelope replayed by another peer": envelope.encode_frame(ok_from_other),
         }
-        for protocol in (REQUEST_PROTOCOL, STREAM_PROTOCOL):
+        for protocol in (REQUEST_PROTOCOL, SESSION_PROTOCOL, STREAM_PROTOCOL):
             for name, frame in attacks.items():
                 stream = await raw_host.new_stream(ID.from_base58(a.peer_id), [protocol])
                 await stream.write(frame)
@@ -185,13 +212,13 @@ async def test_forged_and_garbage_envelopes_are_dropped_and_the_host_keeps_servi
                 await stream.close()
                 assert (await b.request(a.peer_id, NodeInfoRequest(), timeout=5)).ok, name
         # Nothing invalid reached the handler; each drop was logged in one line.
-        assert ha.requests == [(b.peer_id, NodeInfoRequest())] * 10
+        assert ha.requests == [(b.peer_id, NodeInfoRequest())] * 15
         # Forged gossip: published through libp2p (so pubsub's own signature
         # is b's and valid) but carrying an envelope made by another key.
         await b._pubsub.publish(ANNOUNCE_TOPIC, envelope.seal(JobAnnounce(job_id="x", requester_id="x"), other))
         await wait_until(lambda: any("dropped gossip" in r.getMessage() for r in caplog.records))
         drops = [r.getMessage() for r in caplog.records if r.name == "bacalhau_py.transport"]
-        assert len(drops) == 11, drops
+        assert len(drops) == 16, drops
         assert all("\n" not in d for d in drops)
         assert ha.gossip == []
         print("\n".join(drops))

@@ -47,3 +47,15 @@ async def test_a_node_s_latest_info_is_found_while_it_is_alive(mock_clock):
     assert nodes.alive("a").boot_id == "boot-2"
     mock_clock.jump(4)
     assert nodes.alive("a") is None, "silent for longer than lost_after: as `all` no longer lists it"
+
+
+async def test_quiet_nodes_are_those_silent_for_a_while_but_not_lost_yet(mock_clock):
+    nodes = directory()
+    nodes.update(info("a"))
+    nodes.update(info("b"))
+    mock_clock.jump(2)
+    nodes.update(info("b"))
+    assert nodes.quiet(1.5) == ["a"], "the node to ask directly before it counts as lost"
+    mock_clock.jump(2)
+    nodes.liveness_changes()
+    assert nodes.quiet(1.5) == ["b"], "a lost node is not asked again and again"
