@@ -31,7 +31,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
+import stat
 import sys
 import threading
 import time
@@ -74,19 +76,25 @@ def _du(path: Path) -> tuple[int, int, dict[str, float]]:
     """Bytes of state and of logs under `path` (the repos), and MiB by node and top-level entry."""
     state = logs = 0
     parts: dict[str, int] = {}
-    for file in path.rglob("*"):
-        try:
-            if not file.is_file() or file.is_symlink():
+    # os.walk, not Path.rglob: a folder the node removes while we walk (an
+    # execution's, after publishing) is skipped, where rglob raises.
+    for folder, _folders, names in os.walk(path):
+        for name in names:
+            file = Path(folder, name)
+            try:
+                info = file.lstat()
+            except FileNotFoundError:
+                continue  # removed while we walk: the node cleaning up, as it should
+            if not stat.S_ISREG(info.st_mode):
                 continue
-            size = file.stat().st_size
-        except FileNotFoundError:
-            continue  # an execution folder removed while we walk: the node cleaning up, as it should
-        if file.name in LOGS:
-            logs += size
-        else:
-            state += size
-        part = "/".join(file.relative_to(path).parts[:2])
-        parts[part] = parts.get(part, 0) + size
+            node = file.relative_to(path).parts[0]
+            if name in LOGS:
+                logs += info.st_size
+                part = f"{node}/{name}"
+            else:
+                state += info.st_size
+                part = "/".join(file.relative_to(path).parts[:2])
+            parts[part] = parts.get(part, 0) + info.st_size
     return state, logs, {part: round(size / (1 << 20), 2) for part, size in sorted(parts.items())}
 
 
@@ -139,15 +147,17 @@ async def soak(minutes: float, kill_every: float, retention: float) -> dict:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_sample, nodes, root / "repos", samples, started)
             nursery.start_soon(_chaos, nodes, kill_every, kills)
-            try:
-                async with trio.open_nursery() as clients:
-                    for _ in range(CLIENTS):
-                        clients.start_soon(in_thread, _submitter, nodes[0], module, stop, jobs, errors)
+            async with trio.open_nursery() as clients:
+                for _ in range(CLIENTS):
+                    clients.start_soon(in_thread, _submitter, nodes[0], module, stop, jobs, errors)
+                try:
                     await trio.sleep(minutes * 60)
+                finally:
+                    # Inside the nursery, so also when the run is cancelled (a sampler
+                    # or chaos task failed): the client threads cannot be cancelled;
+                    # told to stop, they end after their current job, and the nursery
+                    # that waits for them can close.
                     stop.set()
-            finally:
-                # The client threads cannot be cancelled: told to stop, they end after their current job.
-                stop.set()
             nursery.cancel_scope.cancel()
         listed = await in_thread(client_of(nodes[0]).list_jobs, 10_000)
     states: dict[str, int] = {}
