@@ -9,7 +9,9 @@ exactly the network's work: announce, bid, accept, report, verify.
 
 `run(size, ...)` builds the network, submits jobs to one requester and
 measures, for each job, the messages that carried it, the simulated time to
-placement (every needed bid accepted) and to its end.
+placement (every needed bid accepted) and to its end. Loss, if any, starts
+with the first job. An announcement reaches each member once, as GossipSub
+delivers it to each subscriber (its mesh's duplicate copies are not modelled).
 """
 
 from __future__ import annotations
