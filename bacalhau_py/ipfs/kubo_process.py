@@ -47,10 +47,6 @@ import threading
 import time
 from pathlib import Path
 
-from bacalhau_py.ipfs.kubo_http import Handler, Server
-from bacalhau_py.ipfs.kubo_node import Node, log
-from bacalhau_py.ipfs.libkubo import KuboFailure
-
 _MAX_KUBO_LOG = 16 << 20
 
 
@@ -70,6 +66,8 @@ def _die_with_parent(watch_stdin: bool) -> None:
                     pass
             except OSError:
                 pass
+            from bacalhau_py.ipfs.kubo_node import log
+
             log("the supervisor is gone (stdin closed); exiting")
             os._exit(0)
 
@@ -89,6 +87,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="re-dial the peers of the previous run (used on restarts)")
     parser.add_argument("--exit-on-stdin-eof", action="store_true")
     args = parser.parse_args(argv)
+    # This process speaks plain HTTP on loopback only. http.server's http.client
+    # imports ssl only if it can: refused here, the process maps neither libssl
+    # nor libcrypto (4 MiB less RSS per node). Imported after this, on purpose.
+    sys.modules.setdefault("ssl", None)
+    from bacalhau_py.ipfs.kubo_http import Handler, Server
+    from bacalhau_py.ipfs.kubo_node import Node, log
+    from bacalhau_py.ipfs.libkubo import KuboFailure
 
     _die_with_parent(args.exit_on_stdin_eof)
     started = time.monotonic()
