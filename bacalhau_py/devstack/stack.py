@@ -119,10 +119,14 @@ async def devstack(
 
             starting = trio.CapacityLimiter(START_PARALLEL)
 
+            # The nodes already up share the cores with each start: a big
+            # stack's last nodes start slower (the 26th of 50 took over 60 s).
+            ready_within = START_TIMEOUT + 2.0 * nodes
+
             async def start_other(index: int) -> None:
                 extra = _extra(node_args, index, bad=index >= nodes - bad_actors)
                 async with starting:
-                    await _start(repo_dir, index, [peer], extra, on_spawn)
+                    await _start(repo_dir, index, [peer], extra, on_spawn, ready_within)
 
             async with _one_error(), trio.open_nursery() as nursery:
                 for index in range(1, nodes):
@@ -234,7 +238,12 @@ def _extra(node_args: list[list[str]] | None, index: int, *, bad: bool) -> list[
 
 
 async def _start(
-    repo_dir: Path, index: int, peers: list[str], extra: list[str], on_spawn: Callable[[DevNode], None]
+    repo_dir: Path,
+    index: int,
+    peers: list[str],
+    extra: list[str],
+    on_spawn: Callable[[DevNode], None],
+    ready_within: float = START_TIMEOUT,
 ) -> DevNode:
     """Start node `index` and wait for its ready line; `on_spawn` gets it as soon as its process exists."""
     repo = repo_dir / f"node-{index}"
@@ -267,13 +276,13 @@ async def _start(
     node = DevNode(index=index, repo=repo, process=process, peers=list(peers), args=list(extra))
     on_spawn(node)
     try:
-        with trio.fail_after(START_TIMEOUT):
+        with trio.fail_after(ready_within):
             fields = await _ready_line(process)
     except trio.TooSlowError:
         node.stopping = True
         process.kill()
         raise BacalhauError(
-            f"node {index} did not report ready within {START_TIMEOUT:g}s; see {node.log}"
+            f"node {index} did not report ready within {ready_within:g}s; see {node.log}"
         ) from None
     if fields is None:
         node.stopping = True
