@@ -96,8 +96,6 @@ class JobOutcome:
     ended_after: float | None
     messages: int = 0
     """Direct messages about this job: requests and their replies."""
-    announced_to: int = 0
-    """Members the job's gossiped announcement reached."""
 
 
 @dataclass
@@ -129,7 +127,6 @@ class SimulationResult:
             "placed": len(placed),
             "messages_per_job": _median([j.messages for j in self.jobs]),
             "messages_per_job_max": max((j.messages for j in self.jobs), default=None),
-            "announce_deliveries_per_job": _median([j.announced_to for j in self.jobs]),
             "placement_ms": _ms(_median(placed)),
             "placement_p95_ms": _ms(_percentile(placed, 95)),
             "completed_ms": _ms(_median(ended)),
@@ -225,7 +222,7 @@ async def _simulate(
         # Verdicts and releases go out after a job ends: they count too.
         await trio.sleep(SETTLE)
         for outcome in outcomes:
-            outcome.messages, outcome.announced_to = counts.by_job[outcome.job_id], counts.announced[outcome.job_id]
+            outcome.messages = counts.by_job[outcome.job_id]
         simulated = trio.current_time()
         rss = psutil.Process().memory_info().rss / (1 << 20)
         nursery.cancel_scope.cancel()
@@ -237,7 +234,6 @@ class _MessageCounts:
 
     def __init__(self) -> None:
         self.by_job: Counter[str] = Counter()
-        self.announced: Counter[str] = Counter()
         self.background: Counter[str] = Counter()
         self._job_of_execution: dict[str, str] = {}
 
@@ -251,8 +247,6 @@ class _MessageCounts:
         )
         if job_id is None:
             self.background[message.kind] += 1
-        elif message.kind == "job_announce":
-            self.announced[job_id] += 1
         else:
             self.by_job[job_id] += 1
 

@@ -5,7 +5,7 @@ trio's mock clock, with 1-20 ms of latency per message and 0% or 5% of
 messages lost. Per size and loss: jobs completed, direct messages per job
 (requests and replies: flat in the network's size), simulated time from
 submit to placement and to Completed, and the node announcements heard
-during the run (every node hears every node every 5 s: these grow as n²).
+during the run (every node hears every node every announcement period: these grow as n²).
 
 Writes .state/bench/scale.png: messages per job and time to placement
 against network size, simulated and (when results.json has them) real rows.
@@ -21,6 +21,7 @@ import sys
 from functools import partial
 
 from bacalhau_py import simulation
+from bacalhau_py.node import ANNOUNCE_EVERY_SECONDS
 from bacalhau_py.transport.memory import Conditions
 
 from bench.common import STATE, Result, in_thread, load_results
@@ -98,10 +99,8 @@ def plot(results: dict[str, dict]) -> None:
         placement.plot(sizes, [p["placement_p95_ms"] for p in points], linestyle=":", color=line.get_color(),
                        label=f"simulated p95, {loss}% loss")
         if not loss:
-            messages.plot(sizes, [p["announce_deliveries_per_job"] for p in points], marker="^", color="grey",
-                          label="job announcement (gossip) deliveries")
             messages.plot(sizes, [p["nodes"] * (p["nodes"] - 1) for p in points], marker="v", color="black",
-                          label="node announcements heard, whole network, per 5 s")
+                          label=f"node announcements heard, whole network, per {ANNOUNCE_EVERY_SECONDS:g} s")
     if real:
         placement.plot([r[0] for r in real], [r[1] for r in real], marker="s", linestyle="--", color="red",
                        label="real devstack (concurrency = nodes)")

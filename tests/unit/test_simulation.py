@@ -19,8 +19,6 @@ def test_every_job_is_placed_and_completes_at_a_cost_independent_of_the_network_
     # Ask (2 nodes), accept, reject the spare, running, result, verdict: each a request and a reply.
     assert max(job.messages for job in big.jobs) <= 14
     assert max(job.messages for job in big.jobs) <= max(job.messages for job in small.jobs) + 1
-    # The job's gossiped announcement is the one part that reaches every node.
-    assert [job.announced_to for job in big.jobs] == [200] * 6
 
 
 def test_jobs_asking_for_three_nodes_cost_in_proportion_to_three():
