@@ -8,26 +8,35 @@ Target: the memoized one at least 5x faster.
 
 from __future__ import annotations
 
+import subprocess
 import time
 
 from bench.common import IMAGE, Result, client_of, in_thread, median, ms, submit_and_wait
 
 NAME = "memo"
 SAMPLES = 10
-SPEC = {"task": {"engine": "docker", "image": IMAGE, "command": ["echo", "computed once"]}}
+
+
+def _spec() -> dict:
+    # Pinned by its ID: a job naming an image by tag is never memoized (the tag may move).
+    image_id = subprocess.run(
+        ["docker", "image", "inspect", "--format", "{{.Id}}", IMAGE], check=True, capture_output=True, text=True
+    ).stdout.strip()
+    return {"task": {"engine": "docker", "image": image_id, "command": ["echo", "computed once"]}}
 
 
 def _measure(client) -> tuple[list[float], list[float]]:
-    first = submit_and_wait(client, SPEC)
+    spec = _spec()
+    first = submit_and_wait(client, spec)
     assert first["executions"], "the first run must run"
     memoized, ran = [], []
     for _ in range(SAMPLES):
         start = time.perf_counter()
-        job = submit_and_wait(client, SPEC)
+        job = submit_and_wait(client, spec)
         memoized.append(time.perf_counter() - start)
         assert not job["executions"] and "memoized" in job["message"], job["message"]
         start = time.perf_counter()
-        job = submit_and_wait(client, {**SPEC, "memo": False})
+        job = submit_and_wait(client, {**spec, "memo": False})
         ran.append(time.perf_counter() - start)
         assert job["executions"], "memo: false must run"
     return memoized, ran
