@@ -75,6 +75,8 @@ class RequesterTimeouts:
     """How long to wait for enough bids."""
     grace: float = 120.0
     """Beyond the job's own timeout: input fetching, publishing, reporting back."""
+    acknowledgement: tuple[float, ...] = delivery.ATTEMPT_TIMEOUTS
+    """The wait for a compute node's acknowledgement of a bid acceptance or verdict, at each attempt."""
 
 
 class RequesterService:
@@ -402,7 +404,9 @@ class RequesterService:
                 job_id=job.id, execution_id=execution_id, accepted=True, partition_index=partition_index
             )
             try:
-                reply = await delivery.deliver(self.transport, peer_id, decision)
+                reply = await delivery.deliver(
+                    self.transport, peer_id, decision, timeouts=self.timeouts.acknowledgement
+                )
             except TransportError as error:
                 # A node that cannot be told to start is as good as lost: the job is rescheduled.
                 reason = f"node {_short(peer_id)} unreachable: {error.message}"
@@ -604,7 +608,9 @@ class RequesterService:
     async def _notify(self, peer_id: str, message) -> None:
         """Sent again until acknowledged, but no more: a node that misses it only keeps an execution longer."""
         try:
-            await delivery.deliver(self.transport, peer_id, message)
+            await delivery.deliver(
+                self.transport, peer_id, message, timeouts=self.timeouts.acknowledgement
+            )
         except BacalhauError as error:
             log.info("could not send %s to %s: %s", message.kind, peer_id, error)
 

@@ -48,9 +48,7 @@ async def deliver(
             raise  # the peer answered with garbage: the same message again will not help
         except TransportError as error:
             if attempt == len(timeouts):
-                raise TransportError(
-                    f"{message.kind} to {peer_id} not acknowledged after {attempt} attempts: {error.message}"
-                ) from error
+                raise TransportError(f"not acknowledged after {attempt} attempts: {error.message}") from error
             log.debug("%s to %s, attempt %d: %s", message.kind, peer_id, attempt, error.message)
         await trio.sleep_until(turn_ends)
     raise ValueError("deliver needs at least one attempt")
