@@ -6,7 +6,12 @@ update the job store; `_drive` waits on the store's change events.
 
 A compute node that stops announcing itself is lost (`NodeDirectory`): its
 running executions become Lost, and `_drive` bids for a replacement of each,
-within the job's retry budget (`JobSpec.retries`).
+within the job's retry budget (`JobSpec.retries`). So does an execution whose
+node cannot be told that its bid was accepted (unreachable).
+
+Bid acceptances and verdicts are sent again until acknowledged
+(transport/delivery.py); compute nodes do the same with their reports, and
+a repeat is acknowledged again without a second transition.
 """
 
 from __future__ import annotations
