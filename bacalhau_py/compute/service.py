@@ -42,6 +42,7 @@ from bacalhau_py.models.messages import (
 from bacalhau_py.publisher.base import Publisher
 from bacalhau_py.results import LOG_STREAMS, commitment, content_hash, encode_log_frame, write_exit_code
 from bacalhau_py.storage.base import StorageProvider
+from bacalhau_py.transport import delivery
 from bacalhau_py.transport.base import Transport
 from bacalhau_py.verifier import VERIFIERS
 from bacalhau_py import tarstream
@@ -378,7 +379,7 @@ class ComputeService:
             if execution.stop_reason is not None:
                 # Briefly: a requester that is stopping too will not answer.
                 await self._update(
-                    execution_id, execution, E.FAILED, execution.stop_reason, timeout=STOP_REPORT_TIMEOUT
+                    execution_id, execution, E.FAILED, execution.stop_reason, once=STOP_REPORT_TIMEOUT
                 )
             return
         if failure is not None:
@@ -524,18 +525,21 @@ class ComputeService:
         state: ExecutionState,
         message: str = "",
         *,
-        timeout: float = 10.0,
+        once: float | None = None,
         logs_cid: str | None = None,
     ) -> None:
         update = ExecutionUpdate(
             job_id=execution.job_id, execution_id=execution_id, state=state, message=message, logs_cid=logs_cid
         )
-        await self._send(execution, update, timeout=timeout)
+        await self._send(execution, update, once=once)
 
-    async def _send(self, execution: _Execution, message, *, timeout: float = 10.0):
-        """The requester's reply, or None if it could not be reached."""
+    async def _send(self, execution: _Execution, message, *, once: float | None = None):
+        """The requester's reply, sent again until acknowledged (transport/delivery.py); None if it could
+        not be reached. `once`: a single attempt, with this timeout."""
         try:
-            return await self.transport.request(execution.requester_id, message, timeout=timeout)
+            if once is not None:
+                return await self.transport.request(execution.requester_id, message, timeout=once)
+            return await delivery.deliver(self.transport, execution.requester_id, message)
         except BacalhauError as error:
             # The requester's job timeout fails the job if it never hears back.
             log.warning("could not tell requester %s: %s", execution.requester_id, error)

@@ -151,6 +151,38 @@ class Started:
 
 
 @dataclass(frozen=True)
+class Reported:
+    """A compute node's report, which it sends again until acknowledged (transport/delivery.py):
+    a repeat of the state the execution is already in changes nothing."""
+
+    change: ExecutionChange
+
+    def applied_to(self, job: Job, at) -> Job:
+        for execution in job.executions:
+            if execution.id == self.change.execution_id and execution.state is self.change.state:
+                return job
+        return self.change.applied_to(job, at)
+
+
+@dataclass(frozen=True)
+class Unreachable:
+    """The node could not be told that its bid was accepted: Lost, as a silent node is.
+
+    Unless its report arrived meanwhile (only the acknowledgements were
+    lost): then it heard, and its execution goes on.
+    """
+
+    execution_id: str
+    reason: str
+
+    def applied_to(self, job: Job, at) -> Job:
+        for execution in job.executions:
+            if execution.id == self.execution_id and execution.state.active:
+                return ExecutionChange(self.execution_id, ExecutionState.LOST, self.reason).applied_to(job, at)
+        return job
+
+
+@dataclass(frozen=True)
 class Memoized:
     """The job takes a receipt's result instead of running: Completed at once."""
 
@@ -162,7 +194,7 @@ class Memoized:
         return job.model_copy(update={"memoized_from": self.receipt})
 
 
-Change = JobChange | Note | NewExecution | ExecutionChange | Started | Memoized
+Change = JobChange | Note | NewExecution | ExecutionChange | Started | Memoized | Reported | Unreachable
 
 
 class JobStore:

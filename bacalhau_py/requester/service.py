@@ -6,7 +6,12 @@ update the job store; `_drive` waits on the store's change events.
 
 A compute node that stops announcing itself is lost (`NodeDirectory`): its
 running executions become Lost, and `_drive` bids for a replacement of each,
-within the job's retry budget (`JobSpec.retries`).
+within the job's retry budget (`JobSpec.retries`). So does an execution whose
+node cannot be told that its bid was accepted (unreachable).
+
+Bid acceptances and verdicts are sent again until acknowledged
+(transport/delivery.py); compute nodes do the same with their reports, and
+a repeat is acknowledged again without a second transition.
 """
 
 from __future__ import annotations
@@ -21,9 +26,11 @@ from pathlib import Path
 import trio
 
 from bacalhau_py.directory import NodeDirectory
-from bacalhau_py.errors import BacalhauError, InvalidMessage, NotFound
+from bacalhau_py.errors import BacalhauError, InvalidMessage, NotFound, TransportError
 from bacalhau_py.jobstore import JobStore
-from bacalhau_py.jobstore.sqlite import ExecutionChange, JobChange, Memoized, NewExecution, Started
+from bacalhau_py.jobstore.sqlite import (
+    ExecutionChange, JobChange, Memoized, NewExecution, Reported, Started, Unreachable,
+)
 from bacalhau_py.models import Execution, ExecutionState, Job, JobSpec, JobState
 from bacalhau_py.models.messages import (
     Ack,
@@ -42,6 +49,7 @@ from bacalhau_py.models.signature import SignedRequest
 from bacalhau_py.requester import selection
 from bacalhau_py.requester.results import ResultFetcher
 from bacalhau_py.results import commitment
+from bacalhau_py.transport import delivery
 from bacalhau_py.transport.base import Transport
 from bacalhau_py.verifier import VERIFIERS
 from bacalhau_py.verifier.base import Proposal
@@ -64,8 +72,6 @@ SPARE_BIDDERS = 1
 BIDDING_AT_ONCE = 16
 # How often node liveness is checked, at most (a fraction of the lost-after period).
 LIVENESS_CHECK_SECONDS = 1.0
-# How long a verdict or a give-up notice may take to reach a compute node (best effort).
-NOTICE_TIMEOUT = 5.0
 
 
 @dataclass(frozen=True)
@@ -74,6 +80,8 @@ class RequesterTimeouts:
     """How long to wait for enough bids."""
     grace: float = 120.0
     """Beyond the job's own timeout: input fetching, publishing, reporting back."""
+    acknowledgement: tuple[float, ...] = delivery.ATTEMPT_TIMEOUTS
+    """The wait for a compute node's acknowledgement of a bid acceptance or verdict, at each attempt."""
 
 
 class RequesterService:
@@ -191,13 +199,16 @@ class RequesterService:
         if message.state not in (E.RUNNING, E.FAILED):
             raise InvalidMessage(f"compute nodes may only report Running or Failed, not {message.state.value}")
         logs = {"logs_cid": message.logs_cid} if message.logs_cid else {}
-        await self.store.set_execution_state(
-            message.job_id, message.execution_id, message.state, message.message, **logs
-        )
+        change = ExecutionChange(message.execution_id, message.state, message.message, logs)
+        # Reported: a repeat may race the first copy (the node did not hear our acknowledgement in time).
+        await self.store.apply(message.job_id, Reported(change))
         return Ack()
 
     async def on_result_proposal(self, sender: str, message: ResultProposal) -> Ack:
         execution = await self._execution_of(sender, message.job_id, message.execution_id)
+        if execution.state in (E.RESULT_PROPOSED, E.RESULT_ACCEPTED, E.RESULT_REJECTED):
+            # A repeat (the node did not hear our acknowledgement): taken already.
+            return Ack()
         if execution.state.terminal:
             return Ack(ok=False, message=f"execution is already {execution.state.value}")
         proposed = ExecutionChange(
@@ -212,7 +223,7 @@ class RequesterService:
             },
         )
         # Started first: the proposal may overtake the acknowledgement that the run started.
-        await self.store.apply(message.job_id, Started(message.execution_id), proposed)
+        await self.store.apply(message.job_id, Started(message.execution_id), Reported(proposed))
         return Ack()
 
     async def _execution_of(self, sender: str, job_id: str, execution_id: str):
@@ -294,7 +305,8 @@ class RequesterService:
         job = await self.store.get(job_id)
         budget = job.spec.retries
         spent = sum(1 for e in job.executions if e.state is E.LOST)
-        why = f"node {_short(lost.node_id)} lost"
+        # What happened to the node ("node 12D3...ab lost", "... unreachable"): a Lost message's start.
+        why = lost.message.partition(":")[0] or f"node {_short(lost.node_id)} lost"
         if spent > budget:
             await self._fail(job_id, f"{why}; no retry left (the job allows {budget})")
             return False
@@ -397,11 +409,22 @@ class RequesterService:
                 job_id=job.id, execution_id=execution_id, accepted=True, partition_index=partition_index
             )
             try:
-                reply = await self.transport.request(peer_id, decision)
-                if isinstance(reply, Ack) and not reply.ok:
-                    raise BacalhauError(reply.message)
-            except BacalhauError as error:
-                await self.store.set_execution_state(job.id, execution_id, E.FAILED, f"could not start: {error}")
+                reply = await delivery.deliver(
+                    self.transport, peer_id, decision, timeouts=self.timeouts.acknowledgement
+                )
+            except TransportError as error:
+                # A node that cannot be told to start is as good as lost: the job is rescheduled.
+                reason = f"node {_short(peer_id)} unreachable: {error.message}"
+                log.warning("job %s: %s", job.id, reason)
+                marked = await self.store.apply(job.id, Unreachable(execution_id, reason))
+                if any(e.id == execution_id and e.state is E.LOST for e in marked.executions):
+                    # In case it heard after all: told to stop once it is heard from after being lost.
+                    self._given_up.setdefault(peer_id, set()).add((job.id, execution_id))
+                return
+            if isinstance(reply, Ack) and not reply.ok:
+                await self.store.set_execution_state(
+                    job.id, execution_id, E.FAILED, f"could not start: {reply.message}"
+                )
                 return
             # The compute node starts the run as it acknowledges.
             await self.store.apply(job.id, Started(execution_id))
@@ -588,9 +611,11 @@ class RequesterService:
             await self._fail(job_id, verdict.message or "no result was accepted by the verifier")
 
     async def _notify(self, peer_id: str, message) -> None:
-        """Best effort: a node that misses it only keeps an execution longer."""
+        """Sent again until acknowledged, but no more: a node that misses it only keeps an execution longer."""
         try:
-            await self.transport.request(peer_id, message, timeout=NOTICE_TIMEOUT)
+            await delivery.deliver(
+                self.transport, peer_id, message, timeouts=self.timeouts.acknowledgement
+            )
         except BacalhauError as error:
             log.info("could not send %s to %s: %s", message.kind, peer_id, error)
 

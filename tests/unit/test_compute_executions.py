@@ -40,6 +40,8 @@ class Requester:
         self.proposals: list[ResultProposal] = []
         self.updates: list[ExecutionUpdate] = []
         self.refuse_results = ""
+        self.unanswered = 0
+        """How many result proposals get no answer (their acknowledgement lost)."""
         self.heard = trio.Event()
 
     async def on_request(self, sender, message):
@@ -50,6 +52,9 @@ class Requester:
                 self.updates.append(message)
         self.heard.set()
         self.heard = trio.Event()
+        if isinstance(message, ResultProposal) and self.unanswered:
+            self.unanswered -= 1
+            await trio.sleep_forever()  # until the sender gives up on this attempt
         if isinstance(message, ResultProposal) and self.refuse_results:
             return Ack(ok=False, message=self.refuse_results)
         return Ack()
@@ -173,3 +178,27 @@ async def test_a_rejection_after_acceptance_is_refused_not_a_bug(pair):
     # Refused in one line; the execution goes on to its result.
     assert not late.ok and "already" in late.message
     assert (await proposed(requester)).execution_id == "e5"
+
+
+async def test_a_repeated_acceptance_is_acknowledged_again_and_runs_once(pair):
+    transport, requester, service, _ = pair
+    await bid_and_accept(transport, "e6")
+    again = await transport.request("compute", BidDecision(job_id="job-1", execution_id="e6", accepted=True))
+    assert again.ok
+    assert (await proposed(requester)).execution_id == "e6"
+    assert (await transport.request("compute", ResultVerdict(job_id="job-1", execution_id="e6", accepted=True))).ok
+    await trio.testing.wait_all_tasks_blocked()
+    assert [p.execution_id for p in requester.proposals] == ["e6"]
+    assert service.state_of("e6") is None
+
+
+async def test_a_result_proposal_is_sent_again_until_acknowledged(pair):
+    transport, requester, service, _ = pair
+    requester.unanswered = 1
+    await bid_and_accept(transport, "e7")
+    with trio.fail_after(10):
+        while len(requester.proposals) < 2:
+            await requester.heard.wait()
+    first, second = requester.proposals
+    assert first == second and first.execution_id == "e7"
+    assert service.state_of("e7") is E.RESULT_PROPOSED

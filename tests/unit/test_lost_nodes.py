@@ -12,9 +12,13 @@ import pytest
 import trio
 
 from bacalhau_py.directory import NodeDirectory
+from bacalhau_py.errors import IllegalTransition
 from bacalhau_py.jobstore import JobStore
+from bacalhau_py.jobstore.sqlite import ExecutionChange, Reported
 from bacalhau_py.models import ExecutionState, JobSpec, JobState
-from bacalhau_py.models.messages import BidDecision, CancelExecution, ExecutionUpdate, NodeInfo, ResultProposal
+from bacalhau_py.models.messages import (
+    AskBid, BidDecision, CancelExecution, ExecutionUpdate, NodeInfo, ResultProposal,
+)
 from bacalhau_py.requester.service import RequesterService, RequesterTimeouts
 from bacalhau_py.transport import MemoryNetwork, MemoryTransport
 
@@ -57,7 +61,8 @@ async def network(nursery):
     directory = NodeDirectory(lambda: NodeInfo(peer_id="requester", node_types=["requester"]), lost_after=LOST_AFTER)
     requester = RequesterService(
         transport=transport, store=store, directory=directory, results=None,
-        timeouts=RequesterTimeouts(bid=1.0, grace=5.0),
+        # Short waits for acknowledgements: a node that is gone is given up on within a second.
+        timeouts=RequesterTimeouts(bid=1.0, grace=5.0, acknowledgement=(0.1, 0.2, 0.4)),
     )
     await nursery.start(transport.serve, RequesterNode(requester))
     await nursery.start(requester.serve)
@@ -199,3 +204,78 @@ async def test_a_node_that_restarts_within_the_lost_after_period_is_lost_too(net
     assert job.state is JobState.COMPLETED, job.message
     assert [e.state for e in job.executions] == [E.LOST, E.RESULT_ACCEPTED]
     assert job.executions[0].message == "node rebooted lost: restarted"
+
+
+@dataclass
+class VanishingCompute(FakeCompute):
+    """Bids, then its process is killed before the acceptance reaches it: it can no longer be reached."""
+
+    serving: trio.CancelScope = field(default_factory=trio.CancelScope)
+
+    async def on_request(self, sender, message):
+        reply = await super().on_request(sender, message)
+        if isinstance(message, AskBid):
+            self.serving.cancel()
+        return reply
+
+
+async def test_a_node_that_cannot_be_told_its_bid_was_accepted_is_lost_and_the_job_runs_elsewhere(
+    network, nursery
+):
+    requester, store, add_compute, _, revive, _ = network
+    vanished = VanishingCompute("vanished", MemoryTransport(requester.transport.network, "vanished"))
+
+    async def serve(*, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        with vanished.serving:
+            await vanished.transport.serve(vanished, task_status=task_status)
+
+    await nursery.start(serve)
+    # Still announced (its last announcement is recent: not yet lost by silence).
+    await revive("vanished")
+    job = await requester.submit(JobSpec.model_validate({**SPEC, "selector": {}}))
+    healthy = await add_compute("healthy")
+
+    job = await wait_terminal(store, job.id)
+    assert job.state is JobState.COMPLETED, job.message
+    assert [(e.node_id, e.state) for e in job.executions] == [("vanished", E.LOST), ("healthy", E.RESULT_ACCEPTED)]
+    assert job.executions[0].message.startswith("node vanished unreachable: not acknowledged after 3 attempts")
+    assert "rescheduled: node vanished unreachable (retry 1 of 2)" in history(job)
+    assert not vanished.decisions and healthy.decisions[-1].accepted
+
+
+async def test_a_repeated_report_is_acknowledged_again_and_changes_nothing(network):
+    requester, store, add_compute, _, _, _ = network
+    node = await add_compute("node", HangingCompute)
+    job = await requester.submit(JobSpec.model_validate(SPEC))
+    await running_on(store, job.id)
+    execution_id = (await store.get(job.id)).executions[0].id
+
+    def count(state: ExecutionState) -> int:
+        return sum(1 for event in job.events if event.execution_state is state)
+
+    running = ExecutionUpdate(job_id=job.id, execution_id=execution_id, state=E.RUNNING)
+    assert [(await node.transport.request("requester", running)).ok for _ in range(2)] == [True, True]
+    job = await store.get(job.id)
+    assert count(E.RUNNING) == 1
+    # A genuinely illegal report is still the bug it is.
+    with pytest.raises(IllegalTransition):
+        await store.apply(job.id, Reported(ExecutionChange(execution_id, E.BID_ACCEPTED)))
+
+    # Twice at once: the node did not hear the first acknowledgement in time and sent it again.
+    proposal = ResultProposal(job_id=job.id, execution_id=execution_id, exit_code=0, result_cid="bafy",
+                              publisher="ipfs", commitment=None)
+    replies = []
+
+    async def propose() -> None:
+        replies.append(await node.transport.request("requester", proposal))
+
+    async with trio.open_nursery() as both:
+        both.start_soon(propose)
+        both.start_soon(propose)
+    job = await wait_terminal(store, job.id)
+    assert job.state is JobState.COMPLETED, job.message
+    # Once more after the verdict: still the proposal that was taken.
+    await propose()
+    assert [reply.ok for reply in replies] == [True, True, True]
+    job = await store.get(job.id)
+    assert count(E.RESULT_PROPOSED) == 1 and job.executions[0].state is E.RESULT_ACCEPTED

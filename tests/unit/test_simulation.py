@@ -26,3 +26,11 @@ def test_jobs_asking_for_three_nodes_cost_in_proportion_to_three():
     assert [job.state for job in result.jobs] == ["Completed"] * 4, result.summary()["failures"]
     # 4 bidders asked; 3 accepted, 1 rejected; each of the 3 reports twice and hears its verdict.
     assert max(job.messages for job in result.jobs) <= 2 * (4 + 4 + 3 * 3)
+
+
+def test_with_five_percent_of_messages_lost_every_job_still_completes():
+    # A lost bid request is covered by the spare bidder; a lost acceptance, report, result or
+    # acknowledgement is sent again (transport/delivery.py) well within the job's deadline.
+    lossy = Conditions(latency=(0.001, 0.020), loss=0.05, seed=7)
+    result = simulation.run(200, jobs=10, conditions=lossy, submit_every=0.05)
+    assert [job.state for job in result.jobs] == ["Completed"] * 10, result.summary()["failures"]
