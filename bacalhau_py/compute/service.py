@@ -537,9 +537,8 @@ class ComputeService:
         """The requester's reply, sent again until acknowledged (transport/delivery.py); None if it could
         not be reached. `once`: a single attempt, with this timeout."""
         try:
-            if once is not None:
-                return await self.transport.request(execution.requester_id, message, timeout=once)
-            return await delivery.deliver(self.transport, execution.requester_id, message)
+            timeouts = delivery.ATTEMPT_TIMEOUTS if once is None else (once,)
+            return await delivery.deliver(self.transport, execution.requester_id, message, timeouts=timeouts)
         except BacalhauError as error:
             # The requester's job timeout fails the job if it never hears back.
             log.warning("could not tell requester %s: %s", execution.requester_id, error)
