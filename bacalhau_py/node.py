@@ -37,6 +37,7 @@ from bacalhau_py.ipfs.base import IPFSClient, IPFSIdentity
 from bacalhau_py.jobstore import JobStore
 from bacalhau_py.jobstore.retention import JobRetention
 from bacalhau_py.jobstore.workflows import WorkflowStore
+from bacalhau_py.membership import Membership
 from bacalhau_py.models import Job, JobSpec
 from bacalhau_py.models.messages import (
     Ack,
@@ -44,6 +45,7 @@ from bacalhau_py.models.messages import (
     BidDecision,
     CancelExecution,
     ExecutionStatusRequest,
+    DirectoryRequest,
     ExecutionUpdate,
     FetchResult,
     FollowLogs,
@@ -73,12 +75,7 @@ from bacalhau_py.workflow.runner import WorkflowRunner
 
 log = logging.getLogger("bacalhau_py.node")
 
-# Announcements are also the heartbeat: every node handles every node's,
-# so their rate sets an idle network's CPU (it grows with the square of its size).
-ANNOUNCE_EVERY_SECONDS = 10.0
 READY_TIMEOUT = 30.0
-# Announcements are the heartbeat: at least this many fall in one lost-after period.
-ANNOUNCES_PER_LOST_AFTER = 3
 
 
 @dataclass(frozen=True)
@@ -172,6 +169,7 @@ class Node:
                 self.transport = self._transport
                 approvals = await trio.to_thread.run_sync(Approvals, repo / APPROVALS_FILE, config.node_approval)
                 self.directory = NodeDirectory(self._own_info, approvals, config.node_lost_after)
+                self.membership = Membership(self.transport, self.directory, self._own_info, self.ipfs.connect)
                 pins = ResultPins(self.ipfs, repo / "work" / "result-pins.json", config.retention)
                 ctx = ProviderContext(
                     ipfs=self.ipfs, work_dir=repo / "work", fetch_timeout=config.fetch_timeout, labels=config.labels,
@@ -224,12 +222,10 @@ class Node:
                     await nursery.start(self.result_fetcher.serve)
                     await nursery.start(self.workflows.serve)
                     await nursery.start(JobRetention(self.store, self.workflow_store, config.retention).serve)
-                await self._join(config.peers)
-                nursery.start_soon(self._announce_forever)
-                nursery.start_soon(self._probe_quiet_nodes)
+                await self._join_network(nursery)
                 nursery.start_soon(watch_stalls, _report_stall)
                 if self.requester:
-                    nursery.start_soon(self._resume, self._announce_every())
+                    nursery.start_soon(self._resume, self.directory.heartbeat_period())
 
                 from bacalhau_py.api.app import serve_api
                 from bacalhau_py.api.limits import RequestLimits
@@ -356,99 +352,10 @@ class Node:
 
     # -- the network ------------------------------------------------------------
 
-    async def _join(self, peers: tuple[str, ...]) -> None:
-        """Dial each bootstrap peer and exchange NodeInfo, so both sides know each other at once."""
-
-        async def join(address: str) -> None:
-            try:
-                peer_id = await self.transport.connect(address)
-                info = await self.transport.request(peer_id, NodeInfoRequest())
-                if isinstance(info, NodeInfo):
-                    await self._learn(info)
-                await self.transport.request(peer_id, self._own_info())
-            except BacalhauError as error:
-                log.warning("could not join peer %s: %s", address, error)
-
-        async with trio.open_nursery() as nursery:
-            for address in peers:
-                nursery.start_soon(join, address)
-
-    async def _announce_forever(self) -> None:
-        while True:
-            try:
-                await self.transport.publish(self._own_info())
-            except BacalhauError as error:
-                log.debug("announce failed: %s", error)
-            await trio.sleep(self._announce_every())
-
-    async def _probe_quiet_nodes(self) -> None:
-        """Ask the nodes whose announcements stopped arriving directly, before they count as lost.
-
-        Gossip loses messages (py-libp2p's mesh lost 14% of announcements
-        between 20 hosts in one process), and a live node taken for lost has
-        its work rescheduled. After 1.5 announcement periods without news, a
-        direct NodeInfoRequest settles it: a live node answers (a sign of
-        life, as an announcement is), a dead one does not and is lost at
-        `node_lost_after` as before.
-        """
-        # Probed after 1.5 periods of silence, answered within half a period:
-        # settled before the 3 periods of `node_lost_after`.
-        every = self._announce_every()
-        while True:
-            await trio.sleep(every / 2)
-            async with trio.open_nursery() as nursery:
-                for peer_id in self.directory.quiet(1.5 * every):
-                    nursery.start_soon(self._probe, peer_id, every / 2)
-
-    async def _probe(self, peer_id: str, timeout: float) -> None:
-        try:
-            info = await self.transport.request(peer_id, NodeInfoRequest(), timeout=timeout)
-        except BacalhauError as error:
-            log.debug("node %s did not answer a probe: %s", peer_id, error)
-            return
-        if isinstance(info, NodeInfo) and info.peer_id == peer_id:
-            await self._learn(info)
-
-    def _announce_every(self) -> float:
-        return min(ANNOUNCE_EVERY_SECONDS, self.config.node_lost_after / ANNOUNCES_PER_LOST_AFTER)
-
-    async def _learn(self, info: NodeInfo) -> None:
-        if info.peer_id == self.peer_id:
-            return
-        # A lookup, not a scan of `all()`: each node hears every node's announcements.
-        previous = self.directory.alive(info.peer_id)
-        self.directory.update(info)
-        # A known node that restarted comes back on new ports: dial those too,
-        # or requests to it keep trying its old address.
-        if previous is not None and (previous.addresses, previous.ipfs_addresses) == (
-            info.addresses,
-            info.ipfs_addresses,
-        ):
-            return
-        if previous is None:
-            log.info("discovered node %s (%s)", info.peer_id, ",".join(info.node_types))
-        else:
-            log.info("node %s is back on new addresses", info.peer_id)
-        for address in info.addresses:
-            try:
-                await self.transport.connect(address)
-                break
-            except BacalhauError:
-                continue
-        for address in info.ipfs_addresses:
-            try:
-                await self.ipfs.connect(address)
-                break
-            except BacalhauError as error:
-                log.debug("ipfs connect %s failed: %s", address, error)
-        if previous is None:
-            # A node that just joined knows only its bootstrap peer: tell it
-            # about this one now rather than at our next announcement. (Its
-            # own introduction back, if any, is no news here: it ends there.)
-            try:
-                await self.transport.request(info.peer_id, self._own_info(), timeout=self._announce_every())
-            except BacalhauError as error:
-                log.debug("could not introduce this node to %s: %s", info.peer_id, error)
+    async def _join_network(self, nursery: trio.Nursery) -> None:
+        """Join the bootstrap peers, then keep the directory: heartbeats and repair (see `membership`)."""
+        await self.membership.join(self.config.peers)
+        await nursery.start(self.membership.serve)
 
     def _own_info(self) -> NodeInfo:
         capacity = self.capacity
@@ -503,10 +410,13 @@ class Node:
             case NodeInfoRequest():
                 return self._own_info()
             case NodeInfo():
+                # A heartbeat or an introduction: the reply is this node's own.
                 if message.peer_id != sender:
                     raise InvalidMessage("a node may only describe itself")
-                await self._learn(message)
-                return Ack()
+                await self.membership.heard(message, introduce=False)
+                return self._own_info()
+            case DirectoryRequest():
+                return self.membership.directory_reply(message)
             case AskBid() | BidDecision() | CancelExecution() | RevealRequest() | ExecutionStatusRequest() | (
                 ResultVerdict()
             ) if compute is None:
@@ -536,7 +446,7 @@ class Node:
     async def on_gossip(self, sender: str, message: Message) -> None:
         match message:
             case NodeInfo() if message.peer_id == sender:
-                await self._learn(message)
+                await self.membership.heard(message, introduce=True)
             case JobAnnounce():
                 log.debug("job %s announced by %s", message.job_id, message.requester_id)
             case ReceiptAnnounce():

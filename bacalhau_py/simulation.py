@@ -1,6 +1,6 @@
 """A network of hundreds or thousands of nodes in one process, on simulated time.
 
-Each node is a real `Node` (its dispatch, its announcements, its directory)
+Each node is a real `Node` (its dispatch, its membership, its directory)
 with the real `RequesterService` and `ComputeService`; only the transport
 (`MemoryNetwork`, with latency and loss) and the clock (trio's `MockClock`)
 differ from a real network, and the node runs no IPFS and no HTTP API.
@@ -10,8 +10,9 @@ exactly the network's work: announce, bid, accept, report, verify.
 `run(size, ...)` builds the network, submits jobs to one requester and
 measures, for each job, the messages that carried it, the simulated time to
 placement (every needed bid accepted) and to its end. Loss, if any, starts
-with the first job. An announcement reaches each member once, as GossipSub
-delivers it to each subscriber (its mesh's duplicate copies are not modelled).
+with the first job. A gossiped announcement (a node's join) reaches each
+member once, as GossipSub delivers it to each subscriber (its mesh's
+duplicate copies are not modelled).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from bacalhau_py.context import ProviderContext
 from bacalhau_py.directory import NodeDirectory
 from bacalhau_py.ipfs.base import IPFSIdentity
 from bacalhau_py.jobstore import JobStore
+from bacalhau_py.membership import Membership
 from bacalhau_py.models import JobSpec, JobState
 from bacalhau_py.models.messages import AskBid, Message
 from bacalhau_py.node import Node, NodeConfig
@@ -58,6 +60,7 @@ class SimulatedNode(Node):
         self.transport = self._transport
         self.ipfs_identity = IPFSIdentity(peer_id=f"ipfs-{self.transport.peer_id}", addresses=[])
         self.directory = NodeDirectory(self._own_info, lost_after=config.node_lost_after)
+        self.membership = Membership(self.transport, self.directory, self._own_info)
         self.receipts = None
         work = config.repo / "work"
         ctx = ProviderContext(ipfs=None, work_dir=work, labels=config.labels)
@@ -78,8 +81,7 @@ class SimulatedNode(Node):
                     await nursery.start(self.compute.serve)
                 if self.requester:
                     await nursery.start(self.requester.serve)
-                await self._join(config.peers)
-                nursery.start_soon(self._announce_forever)
+                await self._join_network(nursery)
                 task_status.started(self)
         finally:
             if self.store is not None:
@@ -104,7 +106,7 @@ class SimulationResult:
     conditions: Conditions
     jobs: list[JobOutcome]
     background: Counter = field(default_factory=Counter)
-    """Messages about no job (node announcements, joins), by kind."""
+    """Messages about no job (joins, heartbeats, repair), by kind."""
     simulated_seconds: float = 0.0
     """From the first node's start to the end of the last job (and `SETTLE`)."""
     real_seconds: float = 0.0
@@ -130,7 +132,7 @@ class SimulationResult:
             "placement_ms": _ms(_median(placed)),
             "placement_p95_ms": _ms(_percentile(placed, 95)),
             "completed_ms": _ms(_median(ended)),
-            "node_announcements_heard": sum(self.background.values()),
+            "messages_about_no_job": sum(self.background.values()),
             "simulated_s": round(self.simulated_seconds, 1),
             "real_s": round(self.real_seconds, 1),
             "rss_mb": round(self.rss_mb),

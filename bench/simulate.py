@@ -4,8 +4,8 @@ The real requester and compute services over the in-memory transport, on
 trio's mock clock, with 1-20 ms of latency per message and 0% or 5% of
 messages lost. Per size and loss: jobs completed, direct messages per job
 (requests and replies: flat in the network's size), simulated time from
-submit to placement and to Completed, and the node announcements heard
-during the run (every node hears every node every announcement period: these grow as n²).
+submit to placement and to Completed, and the messages about no job heard
+during the run (joins, heartbeats, repair).
 
 Writes .state/bench/scale.png: messages per job and time to placement
 against network size, simulated and (when results.json has them) real rows.
@@ -21,12 +21,17 @@ import sys
 from functools import partial
 
 from bacalhau_py import simulation
-from bacalhau_py.node import ANNOUNCE_EVERY_SECONDS
+from bacalhau_py.directory import FULL_RATE_UP_TO, HEARTBEAT_SECONDS
 from bacalhau_py.transport.memory import Conditions
 
 from bench.common import STATE, Result, in_thread, load_results
 
 NAME = "simulate"
+
+
+def _heartbeats_per_second(nodes: int) -> float:
+    period = HEARTBEAT_SECONDS * max(1.0, nodes / FULL_RATE_UP_TO)
+    return nodes * (nodes - 1) / period
 SIZES = (100, 300, 1000)
 LOSSES = (0.0, 0.05)
 LATENCY = (0.001, 0.020)
@@ -99,8 +104,9 @@ def plot(results: dict[str, dict]) -> None:
         placement.plot(sizes, [p["placement_p95_ms"] for p in points], linestyle=":", color=line.get_color(),
                        label=f"simulated p95, {loss}% loss")
         if not loss:
-            messages.plot(sizes, [p["nodes"] * (p["nodes"] - 1) for p in points], marker="v", color="black",
-                          label=f"node announcements heard, whole network, per {ANNOUNCE_EVERY_SECONDS:g} s")
+            # One exchange (2 messages) per pair of nodes per heartbeat period, which grows past 30 nodes.
+            messages.plot(sizes, [_heartbeats_per_second(p["nodes"]) for p in points], marker="v", color="black",
+                          label="heartbeat messages, whole network, per second")
     if real:
         placement.plot([r[0] for r in real], [r[1] for r in real], marker="s", linestyle="--", color="red",
                        label="real devstack (concurrency = nodes)")

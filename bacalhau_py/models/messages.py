@@ -6,7 +6,7 @@ this module only says what the payloads are. `kind` is the discriminator.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+from typing import Annotated, ClassVar, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 
@@ -27,7 +27,7 @@ class Ack(_Message):
 
 
 class NodeInfo(_Message):
-    """A node describes itself: gossiped periodically and sent on request."""
+    """A node describes itself: its heartbeat (see `membership`), its join announcement, and on request."""
 
     kind: Literal["node_info"] = "node_info"
     peer_id: str
@@ -60,6 +60,23 @@ class NodeInfo(_Message):
 
 class NodeInfoRequest(_Message):
     kind: Literal["node_info_request"] = "node_info_request"
+
+
+class DirectoryRequest(_Message):
+    """Asks for the nodes the receiver counts alive, unless its `Directory.digest` is `digest`."""
+
+    kind: Literal["directory_request"] = "directory_request"
+    digest: str = Field(default="", max_length=64)
+
+
+class Directory(_Message):
+    """The nodes a node counts alive (itself first); none if the asker's digest matched."""
+
+    MAX_NODES: ClassVar[int] = 2000
+
+    kind: Literal["directory"] = "directory"
+    digest: str = Field(max_length=64)
+    nodes: list[NodeInfo] = Field(default=[], max_length=MAX_NODES)
 
 
 class JobAnnounce(_Message):
@@ -224,6 +241,8 @@ Message = Annotated[
         Ack,
         NodeInfo,
         NodeInfoRequest,
+        DirectoryRequest,
+        Directory,
         JobAnnounce,
         AskBid,
         BidReply,

@@ -26,6 +26,7 @@ import binascii
 import json
 import struct
 from collections.abc import Awaitable, Callable
+from functools import lru_cache
 
 from pydantic import ValidationError
 
@@ -60,11 +61,33 @@ def _signing_bytes(version: int, kind: str, sender: str, payload: str) -> bytes:
     return bytes(out)
 
 
+# Peers and keys recur in every message: derive each one's ID and key object
+# once (base58 and protobuf in Python: 6% of an idle node's CPU per message).
+@lru_cache(maxsize=4096)
+def _key_of(pubkey_bytes: bytes) -> tuple[PublicKey, str]:
+    public_key = deserialize_public_key(pubkey_bytes)
+    return public_key, peer_id_of(public_key)
+
+
+_SENDERS: dict[int, tuple[PrivateKey, str, str]] = {}
+
+
+def _sender_of(private_key: PrivateKey) -> tuple[str, str]:
+    """(peer ID, base64 public key) of our own key (keys are not hashable: by identity, the key kept alive)."""
+    cached = _SENDERS.get(id(private_key))
+    if cached is None or cached[0] is not private_key:
+        if len(_SENDERS) >= 64:
+            _SENDERS.clear()
+        public_key = private_key.get_public_key()
+        cached = (private_key, peer_id_of(public_key), base64.b64encode(public_key.serialize()).decode("ascii"))
+        _SENDERS[id(private_key)] = cached
+    return cached[1], cached[2]
+
+
 def seal(message: Message, key_pair: KeyPair | PrivateKey) -> bytes:
     """Sign `message` with the node's key; return the envelope's JSON bytes."""
     private_key = key_pair.private_key if isinstance(key_pair, KeyPair) else key_pair
-    public_key = private_key.get_public_key()
-    sender = peer_id_of(public_key)
+    sender, pubkey = _sender_of(private_key)
     payload = MESSAGE.dump_json(message).decode("utf-8")
     kind = message.kind
     sig = private_key.sign(_signing_bytes(ENVELOPE_VERSION, kind, sender, payload))
@@ -73,7 +96,7 @@ def seal(message: Message, key_pair: KeyPair | PrivateKey) -> bytes:
         "kind": kind,
         "sender": sender,
         "payload": payload,
-        "pubkey": base64.b64encode(public_key.serialize()).decode("ascii"),
+        "pubkey": pubkey,
         "sig": base64.b64encode(sig).decode("ascii"),
     }
     data = json.dumps(envelope, separators=(",", ":")).encode("utf-8")
@@ -112,7 +135,7 @@ def open_envelope(data: bytes) -> tuple[str, Message]:
     except (binascii.Error, ValueError):
         raise InvalidMessage("pubkey or sig is not valid base64") from None
     try:
-        public_key = deserialize_public_key(pubkey_bytes)
+        public_key, derived = _key_of(pubkey_bytes)
     except Exception as e:  # libp2p raises assorted errors for bad key bytes
         raise InvalidMessage(f"pubkey does not decode: {_one_line(e)}") from None
     try:
@@ -121,7 +144,6 @@ def open_envelope(data: bytes) -> tuple[str, Message]:
         ok = False
     if not ok:
         raise InvalidMessage(f"bad signature on {kind!r} claimed from {sender}")
-    derived = peer_id_of(public_key)
     if derived != sender:
         raise InvalidMessage(f"pubkey derives {derived}, not the claimed sender {sender}")
     try:
