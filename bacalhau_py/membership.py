@@ -2,8 +2,9 @@
 
 - **Join.** A node dials its bootstrap peers, exchanges `NodeInfo` with each,
   asks each for the nodes it knows (one reply) and introduces itself to them.
-  It also announces itself once by gossip, which reaches the nodes that join
-  at the same moment (the bootstrap peer did not know them yet).
+  Of two nodes joining through the same peer at about the same time, the
+  later one to ask finds the other in the list (the peer records a node when
+  it exchanges with it, before that node asks), so each pair meets once.
 - **Heartbeats.** Two nodes exchange their `NodeInfo` directly once a period
   (`NodeDirectory.heartbeat_period`): the request carries one's, the reply
   the other's, so each hears the other first-hand. One node of each pair
@@ -70,7 +71,7 @@ class Membership:
         self._ipfs_connect = ipfs_connect
 
     async def join(self, addresses: tuple[str, ...]) -> None:
-        """Dial each bootstrap peer, learn the nodes it knows and introduce this node to them; announce it."""
+        """Dial each bootstrap peer, learn the nodes it knows and introduce this node to them."""
 
         async def join_one(address: str) -> None:
             try:
@@ -86,10 +87,6 @@ class Membership:
         async with trio.open_nursery() as nursery:
             for address in addresses:
                 nursery.start_soon(join_one, address)
-        try:
-            await self._transport.publish(self._own_info())
-        except BacalhauError as error:
-            log.debug("announce failed: %s", error)
 
     async def serve(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
@@ -100,13 +97,9 @@ class Membership:
 
     # -- what other nodes send ----------------------------------------------------
 
-    async def heard(self, info: NodeInfo, *, introduce: bool) -> None:
-        """`info` came from its own node (signed by it). `introduce`: tell it about this node if it is new here.
-
-        Not for a request's `NodeInfo`: the reply to it does that.
-        """
-        if await self._learn(info) and introduce:
-            await self._exchange(info.peer_id, self._directory.heartbeat_period())
+    async def heard(self, info: NodeInfo) -> None:
+        """`info` came from its own node (signed by it): a heartbeat or an introduction, answered by the caller."""
+        await self._learn(info)
 
     def directory_reply(self, request: DirectoryRequest) -> Directory:
         digest = self._directory.digest()
@@ -175,16 +168,19 @@ class Membership:
         unknown = [i for i in reply.nodes if i.peer_id != own and self._directory.alive(i.peer_id) is None]
         if unknown:
             log.debug("%s knows %d node(s) this one does not count alive", peer_id, len(unknown))
-        limiter = trio.CapacityLimiter(INTRODUCE_AT_ONCE)
 
-        async def introduce(info: NodeInfo) -> None:
-            async with limiter:
-                if await self._dial(info):
+        async def introduce() -> None:
+            # A few workers, not a task per node: a newcomer to a big network
+            # would otherwise hold hundreds of waiting tasks.
+            while unknown:
+                info = unknown.pop()
+                # Skipped if it introduced itself meanwhile (it heard our join).
+                if self._directory.alive(info.peer_id) is None and await self._dial(info):
                     await self._exchange(info.peer_id, period / 2)
 
         async with trio.open_nursery() as nursery:
-            for info in unknown:
-                nursery.start_soon(introduce, info)
+            for _ in range(min(INTRODUCE_AT_ONCE, len(unknown))):
+                nursery.start_soon(introduce)
 
     async def _exchange(self, peer_id: str, timeout: float) -> bool:
         """Send this node's NodeInfo to `peer_id` and learn its own from the reply: a heartbeat, or an introduction."""

@@ -139,6 +139,7 @@ class Node:
         self.engines: list[str] = []
         self.access = AccessControl(config.api_keys, config.operators)
         self._boot_id = secrets.token_hex(8)
+        self._own_info_cache: tuple[tuple, NodeInfo] | None = None
 
     @property
     def peer_id(self) -> str:
@@ -358,9 +359,18 @@ class Node:
         await nursery.start(self.membership.serve)
 
     def _own_info(self) -> NodeInfo:
+        # Built anew only when what it tells changed: every heartbeat sends it.
+        capacity = self.capacity
+        free = capacity.free if capacity else ZERO
+        running = self.compute.running() if self.compute else 0
+        key = (free, running, self.transport.addresses, tuple(self.engines), self.compute is not None)
+        if self._own_info_cache is None or self._own_info_cache[0] != key:
+            self._own_info_cache = (key, self._describe(free, running))
+        return self._own_info_cache[1]
+
+    def _describe(self, free: Capacity, running: int) -> NodeInfo:
         capacity = self.capacity
         total = capacity.total if capacity else ZERO
-        free = capacity.free if capacity else ZERO
         return NodeInfo(
             peer_id=self.transport.peer_id,
             node_types=sorted(self.config.node_types),
@@ -373,7 +383,7 @@ class Node:
             free_cpu=free.cpu,
             free_memory=free.memory,
             free_gpu=free.gpu,
-            running=self.compute.running() if self.compute else 0,
+            running=running,
             ipfs_peer_id=self.ipfs_identity.peer_id,
             # Others dial these in order: loopback last, it only works on this machine.
             ipfs_addresses=sorted(
@@ -413,7 +423,7 @@ class Node:
                 # A heartbeat or an introduction: the reply is this node's own.
                 if message.peer_id != sender:
                     raise InvalidMessage("a node may only describe itself")
-                await self.membership.heard(message, introduce=False)
+                await self.membership.heard(message)
                 return self._own_info()
             case DirectoryRequest():
                 return self.membership.directory_reply(message)
@@ -446,7 +456,8 @@ class Node:
     async def on_gossip(self, sender: str, message: Message) -> None:
         match message:
             case NodeInfo() if message.peer_id == sender:
-                await self.membership.heard(message, introduce=True)
+                # Older nodes gossiped their info: first-hand (signed), so taken as a heartbeat.
+                await self.membership.heard(message)
             case JobAnnounce():
                 log.debug("job %s announced by %s", message.job_id, message.requester_id)
             case ReceiptAnnounce():

@@ -43,6 +43,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -112,6 +113,7 @@ IDLE_STREAM_SECONDS = 20.0
 # Kept streams per peer: enough for the requests usually in flight to one peer.
 IDLE_STREAMS_PER_PEER = 4
 GOSSIP_JOIN_WAIT = 2.0
+ADDRESSES_TTL = 10.0
 
 RETRY_ATTEMPTS = 5
 RETRY_BASE_DELAY = 0.2
@@ -277,6 +279,7 @@ class Libp2pTransport:
         # after 120 s, and we want to re-dial a known peer at any time.
         self._addr_book: dict[str, list[multiaddr.Multiaddr]] = {}
         self._publish_lock = trio.Lock()
+        self._addresses_cache: tuple[float, list[str]] = (0.0, [])
         # peer -> (stream, unused since) of request streams kept for reuse.
         self._idle_streams: dict[str, list[tuple[Any, float]]] = {}
 
@@ -286,6 +289,16 @@ class Libp2pTransport:
     def addresses(self) -> list[str]:
         if self._host is None:
             return []
+        # Every heartbeat carries them: asked of libp2p (and the interfaces)
+        # at most every ADDRESSES_TTL seconds, not per message.
+        expires, addresses = self._addresses_cache
+        if time.monotonic() < expires:
+            return list(addresses)
+        addresses = self._listen_addresses()
+        self._addresses_cache = (time.monotonic() + ADDRESSES_TTL, addresses)
+        return list(addresses)
+
+    def _listen_addresses(self) -> list[str]:
         addresses = []
         for address in map(str, self._host.get_addrs()):
             if address.startswith("/ip4/0.0.0.0/"):
@@ -326,8 +339,13 @@ class Libp2pTransport:
             degree_low=4,
             degree_high=12,
             # libp2p's default heartbeat is 120 s: a late joiner would wait
-            # that long to enter the mesh.  go-libp2p uses 1 s.
-            heartbeat_interval=1,
+            # that long to enter the mesh (go-libp2p uses 1 s).  Gossip carries
+            # only joins and receipts (membership's heartbeats are direct), and
+            # each heartbeat's mesh upkeep costs CPU on every node: at 50 nodes
+            # peers pruned from full meshes re-GRAFTed every second.  Every 5 s
+            # a newcomer is in a mesh within 5 s; a receipt announced before
+            # that is still found by a direct ReceiptRequest.
+            heartbeat_interval=5,
             # Fixed parameters: the adaptive mode raises the mesh degree and
             # the gossip factor when it judges the network unhealthy, which
             # on a busy machine adds load exactly when there is least room.
@@ -368,6 +386,7 @@ class Libp2pTransport:
                                 await trio.sleep_forever()
                     finally:
                         self._host = self._pubsub = self._handler = self._gossip_in = None
+                        self._addresses_cache = (0.0, [])
                         self._idle_streams.clear()  # host.close() ends them
                         # host.run() only stops the swarm's service: the TCP
                         # listeners live in trio *system* tasks that only
@@ -385,6 +404,7 @@ class Libp2pTransport:
                             log.warning("libp2p host did not close within 5 s")
         finally:
             self._host = self._pubsub = self._handler = self._gossip_in = None
+            self._addresses_cache = (0.0, [])
 
     async def _subscribe(self, pubsub: Pubsub) -> Any:
         # libp2p sizes the subscription channel from this module constant at
