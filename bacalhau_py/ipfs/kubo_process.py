@@ -29,8 +29,8 @@ port, and the peers we were connected to are re-dialled. Fetches in flight at
 that moment fail (their callers see an error and may retry); that is the price
 of never growing threads without bound.
 
-This process uses only the standard library, cffi and python-multipart (no
-trio). Its parts: `libkubo` (the cffi binding), `kubo_node` (the running node:
+This process uses only the standard library and python-multipart (no
+trio). Its parts: `libkubo` (the ctypes binding), `kubo_node` (the running node:
 recycling, peers, fetches), `kubo_upload` (the `add` body: chunked and
 multipart), `kubo_http` (the routes on a threading HTTP server); this module
 starts them.
