@@ -165,11 +165,12 @@ class Reported:
 
 
 @dataclass(frozen=True)
-class Unreachable:
-    """The node could not be told that its bid was accepted: Lost, as a silent node is.
+class LostIfActive:
+    """The execution's node is lost (silent, unreachable, gone after a restart): Lost if still active.
 
-    Unless its report arrived meanwhile (only the acknowledgements were
-    lost): then it heard, and its execution goes on.
+    The decision was taken on an older read of the job: if the execution's
+    report arrived meanwhile (a result proposed, or only the acknowledgements
+    of the bid were lost), it goes on as reported, and the job is unchanged.
     """
 
     execution_id: str
@@ -194,7 +195,7 @@ class Memoized:
         return job.model_copy(update={"memoized_from": self.receipt})
 
 
-Change = JobChange | Note | NewExecution | ExecutionChange | Started | Memoized | Reported | Unreachable
+Change = JobChange | Note | NewExecution | ExecutionChange | Started | Memoized | Reported | LostIfActive
 
 
 class JobStore:

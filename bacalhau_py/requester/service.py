@@ -29,7 +29,7 @@ from bacalhau_py.directory import NodeDirectory
 from bacalhau_py.errors import BacalhauError, InvalidMessage, NotFound, TransportError
 from bacalhau_py.jobstore import JobStore
 from bacalhau_py.jobstore.sqlite import (
-    ExecutionChange, JobChange, Memoized, NewExecution, Reported, Started, Unreachable,
+    ExecutionChange, JobChange, LostIfActive, Memoized, NewExecution, Reported, Started,
 )
 from bacalhau_py.models import Execution, ExecutionState, Job, JobSpec, JobState
 from bacalhau_py.models.messages import (
@@ -254,8 +254,10 @@ class RequesterService:
         for job in await self.store.unfinished():
             for execution in job.executions:
                 if execution.node_id == peer_id and execution.state.active:
-                    await self.store.set_execution_state(job.id, execution.id, E.LOST, reason)
-                    self._given_up.setdefault(peer_id, set()).add((job.id, execution.id))
+                    # Still active when written: its result may have come in since `unfinished()`.
+                    marked = await self.store.apply(job.id, LostIfActive(execution.id, reason))
+                    if any(e.id == execution.id and e.state is E.LOST for e in marked.executions):
+                        self._given_up.setdefault(peer_id, set()).add((job.id, execution.id))
 
     async def _node_back(self, peer_id: str) -> None:
         """A lost node is heard from again: it stops what it runs for us (its results would be refused)."""
@@ -416,7 +418,7 @@ class RequesterService:
                 # A node that cannot be told to start is as good as lost: the job is rescheduled.
                 reason = f"node {_short(peer_id)} unreachable: {error.message}"
                 log.warning("job %s: %s", job.id, reason)
-                marked = await self.store.apply(job.id, Unreachable(execution_id, reason))
+                marked = await self.store.apply(job.id, LostIfActive(execution_id, reason))
                 if any(e.id == execution_id and e.state is E.LOST for e in marked.executions):
                     # In case it heard after all: told to stop once it is heard from after being lost.
                     self._given_up.setdefault(peer_id, set()).add((job.id, execution_id))
@@ -450,7 +452,7 @@ class RequesterService:
             except BacalhauError as error:
                 # Its node is gone (as good as lost): the job is rescheduled.
                 reason = f"node {_short(execution.node_id)} lost: it did not answer after the restart: {error.message}"
-                await self.store.set_execution_state(job.id, execution.id, E.LOST, reason)
+                await self.store.apply(job.id, LostIfActive(execution.id, reason))
                 return
             match reply:
                 case ResultProposal():

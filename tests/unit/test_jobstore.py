@@ -8,7 +8,7 @@ from bacalhau_py.jobstore import JobStore
 from bacalhau_py.jobstore import sqlite as jobstore_sqlite
 from bacalhau_py.jobstore.retention import JobRetention
 from bacalhau_py.jobstore.workflows import WorkflowStore
-from bacalhau_py.jobstore.sqlite import ExecutionChange, Started
+from bacalhau_py.jobstore.sqlite import ExecutionChange, LostIfActive, Started
 from bacalhau_py.models import ExecutionState, JobState, Task
 from bacalhau_py.models.receipt import Receipt, ReceiptOut
 from bacalhau_py.models.spec import JobSpec
@@ -217,3 +217,22 @@ async def test_a_started_execution_is_running_unless_its_result_came_first():
         ExecutionState.ASKED_FOR_BID, ExecutionState.BID_ACCEPTED, ExecutionState.RUNNING,
         ExecutionState.RESULT_PROPOSED,
     ]
+
+
+async def test_a_node_taken_for_lost_after_its_result_came_in_leaves_the_result_alone():
+    # The requester decides "lost" on an older read of the job; the node's
+    # result proposal may be written in between (seen at 50 nodes: the
+    # requester stopped on "cannot go from ResultProposed to Lost").
+    store = JobStore.open(None)
+    await store.create("job-lost-xxxxx", SPEC, "requester")
+    for execution_id in ("running", "proposed"):
+        await store.add_execution("job-lost-xxxxx", execution_id, "node-1")
+        await store.set_execution_state("job-lost-xxxxx", execution_id, ExecutionState.BID_ACCEPTED)
+        await store.set_execution_state("job-lost-xxxxx", execution_id, ExecutionState.RUNNING)
+    await store.set_execution_state("job-lost-xxxxx", "proposed", ExecutionState.RESULT_PROPOSED)
+    for execution_id in ("running", "proposed"):
+        await store.apply("job-lost-xxxxx", LostIfActive(execution_id, "node 1 lost: silent for 30s"))
+    job = await store.get("job-lost-xxxxx")
+    assert {e.id: e.state for e in job.executions} == {
+        "running": ExecutionState.LOST, "proposed": ExecutionState.RESULT_PROPOSED,
+    }
