@@ -115,6 +115,7 @@ class RequesterService:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             task_status.started()
+            nursery.start_soon(self._check_quiet_executions)
             await self._watch_liveness()
 
     # -- client side ----------------------------------------------------------
@@ -444,30 +445,56 @@ class RequesterService:
         knows has failed.
         """
 
-        async def ask(execution) -> None:
-            try:
-                reply = await self.transport.request(
-                    execution.node_id, ExecutionStatusRequest(execution_id=execution.id)
-                )
-            except BacalhauError as error:
-                # Its node is gone (as good as lost): the job is rescheduled.
-                reason = f"node {_short(execution.node_id)} lost: it did not answer after the restart: {error.message}"
-                await self.store.apply(job.id, LostIfActive(execution.id, reason))
-                return
-            match reply:
-                case ResultProposal():
-                    await self.on_result_proposal(execution.node_id, reply)
-                case ExecutionUpdate():
-                    await self.on_execution_update(execution.node_id, reply)
-                case _:
-                    reason = "lost while the requester node restarted: " + (getattr(reply, "message", "") or "?")
-                    await self.store.set_execution_state(job.id, execution.id, E.FAILED, reason)
-
         async with trio.open_nursery() as nursery:
             for execution in job.executions:
                 if not execution.state.terminal and execution.state is not E.RESULT_PROPOSED:
-                    nursery.start_soon(ask, execution)
+                    nursery.start_soon(partial(self._ask_where, job.id, execution, after_restart=True))
         return True
+
+    async def _ask_where(self, job_id: str, execution: Execution, *, after_restart: bool) -> None:
+        """Ask the execution's node where it is, and take its answer as the report it would have sent."""
+        try:
+            reply = await self.transport.request(execution.node_id, ExecutionStatusRequest(execution_id=execution.id))
+        except BacalhauError as error:
+            if after_restart:
+                # Its node is gone (as good as lost): the job is rescheduled.
+                reason = f"node {_short(execution.node_id)} lost: it did not answer after the restart: {error.message}"
+                await self.store.apply(job_id, LostIfActive(execution.id, reason))
+            # Otherwise the node's liveness decides (`_watch_liveness`).
+            return
+        match reply:
+            case ResultProposal():
+                await self.on_result_proposal(execution.node_id, reply)
+            case ExecutionUpdate():
+                await self.on_execution_update(execution.node_id, reply)
+            case _ if after_restart:
+                reason = "lost while the requester node restarted: " + (getattr(reply, "message", "") or "?")
+                await self.store.set_execution_state(job_id, execution.id, E.FAILED, reason)
+            # Otherwise a node that forgot the execution restarted: its new boot ID makes it lost.
+
+    async def _check_quiet_executions(self) -> None:
+        """Ask the nodes of executions quiet for a while where they are.
+
+        A compute node stops sending its report after 5 attempts (23 s); a
+        requester too busy to take it meanwhile (seen with 50 nodes on 2
+        cores) would otherwise wait for it until the job's timeout. The node
+        keeps the result, so asking gets it. Quiet means unchanged since the
+        previous look, `lost_after` earlier (on trio's clock); a long job is
+        asked once a period: one message, not growing with the network.
+        """
+        seen: dict[str, object] = {}
+        while True:
+            await trio.sleep(self.directory.lost_after)
+            now_seen: dict[str, object] = {}
+            async with trio.open_nursery() as nursery:
+                for job in await self.store.unfinished():
+                    for execution in job.executions:
+                        if not execution.state.active:
+                            continue
+                        now_seen[execution.id] = execution.updated_at
+                        if seen.get(execution.id) == execution.updated_at:
+                            nursery.start_soon(partial(self._ask_where, job.id, execution, after_restart=False))
+            seen = now_seen
 
     async def _bid_round(self, job: Job, candidates: list[str], needed: int):
         """Ask every candidate once; return (bids, refusals, busy, unread, channel).

@@ -17,7 +17,7 @@ from bacalhau_py.jobstore import JobStore
 from bacalhau_py.jobstore.sqlite import ExecutionChange, Reported
 from bacalhau_py.models import ExecutionState, JobSpec, JobState
 from bacalhau_py.models.messages import (
-    AskBid, BidDecision, CancelExecution, ExecutionUpdate, NodeInfo, ResultProposal,
+    AskBid, BidDecision, CancelExecution, ExecutionStatusRequest, ExecutionUpdate, NodeInfo, ResultProposal,
 )
 from bacalhau_py.requester.service import RequesterService, RequesterTimeouts
 from bacalhau_py.transport import MemoryNetwork, MemoryTransport
@@ -51,6 +51,27 @@ class HangingCompute(FakeCompute):
         )
         self.proposal_reply.append(reply)
         self.replied.set()
+
+
+@dataclass
+class UnheardCompute(FakeCompute):
+    """Runs its job, but its report never reaches the requester (it gave up: the requester was too busy).
+
+    It keeps the result, and gives it when asked where the execution is.
+    """
+
+    asked: list = field(default_factory=list)
+
+    async def on_request(self, sender, message):
+        if isinstance(message, ExecutionStatusRequest):
+            self.asked.append(message.execution_id)
+            job_id = next(d.job_id for d in self.decisions if d.execution_id == message.execution_id)
+            return ResultProposal(job_id=job_id, execution_id=message.execution_id, exit_code=0,
+                                  result_cid="bafy", publisher="ipfs", commitment=None)
+        return await super().on_request(sender, message)
+
+    async def _run(self, requester: str, decision: BidDecision) -> None:
+        pass
 
 
 @pytest.fixture
@@ -279,3 +300,14 @@ async def test_a_repeated_report_is_acknowledged_again_and_changes_nothing(netwo
     assert [reply.ok for reply in replies] == [True, True, True]
     job = await store.get(job.id)
     assert count(E.RESULT_PROPOSED) == 1 and job.executions[0].state is E.RESULT_ACCEPTED
+
+
+async def test_a_result_whose_report_never_arrived_is_taken_by_asking_its_node(network):
+    requester, store, add_compute, _, _, _ = network
+    node = await add_compute("unheard", UnheardCompute)
+    job = await requester.submit(JobSpec.model_validate(SPEC))
+    # Quiet for lost_after (and seen unchanged twice): then asked.
+    job = await wait_terminal(store, job.id, timeout=4 * LOST_AFTER + 2)
+    assert job.state is JobState.COMPLETED, job.message
+    assert node.asked == [job.executions[0].id]
+    assert [e.state for e in job.executions] == [E.RESULT_ACCEPTED]
