@@ -10,8 +10,8 @@
   the other's, so each hears the other first-hand. One node of each pair
   starts the exchange (`initiates`), so a pair costs one exchange a period,
   and each node spreads its exchanges evenly over the period.
-- **Repair.** A node not heard from for 1.5 periods is asked directly
-  (`NodeInfoRequest`) before it counts as lost. Once a period each node
+- **Repair.** A node not heard from for 1.5 periods is exchanged with
+  directly before it counts as lost. Once a period each node
   compares its directory with one other node's (a digest, then the list if
   they differ) and introduces itself to the nodes it does not count alive: a
   join that gossip lost, or the other side of a partition that healed. Lost
@@ -39,7 +39,7 @@ import trio
 
 from bacalhau_py.directory import NodeDirectory
 from bacalhau_py.errors import BacalhauError
-from bacalhau_py.models.messages import Directory, DirectoryRequest, NodeInfo, NodeInfoRequest
+from bacalhau_py.models.messages import Directory, DirectoryRequest, NodeInfo
 from bacalhau_py.transport.base import Transport
 
 log = logging.getLogger("bacalhau_py.membership")
@@ -97,10 +97,6 @@ class Membership:
 
     # -- what other nodes send ----------------------------------------------------
 
-    async def heard(self, info: NodeInfo) -> None:
-        """`info` came from its own node (signed by it): a heartbeat or an introduction, answered by the caller."""
-        await self._learn(info)
-
     def directory_reply(self, request: DirectoryRequest) -> Directory:
         digest = self._directory.digest()
         nodes = [] if request.digest == digest else self._directory.all()[: Directory.MAX_NODES]
@@ -128,7 +124,7 @@ class Membership:
 
         A heartbeat can be late (its node's loop stalled) or lost, and a live
         node taken for lost has its work rescheduled. After 1.5 periods
-        without news, a direct NodeInfoRequest settles it: a live node answers,
+        without news, a direct exchange settles it: a live node answers,
         a dead one does not and is lost at `lost_after` as before.
         """
         while True:
@@ -136,16 +132,7 @@ class Membership:
             await trio.sleep(period / 2)
             async with trio.open_nursery() as nursery:
                 for peer_id in self._directory.quiet(1.5 * period):
-                    nursery.start_soon(self._probe, peer_id, period / 2)
-
-    async def _probe(self, peer_id: str, timeout: float) -> None:
-        try:
-            info = await self._transport.request(peer_id, NodeInfoRequest(), timeout=timeout)
-        except BacalhauError as error:
-            log.debug("node %s did not answer a probe: %s", peer_id, error)
-            return
-        if isinstance(info, NodeInfo) and info.peer_id == peer_id:
-            await self._learn(info)
+                    nursery.start_soon(self._exchange, peer_id, period / 2)
 
     async def _repairs(self) -> None:
         while True:
@@ -190,14 +177,17 @@ class Membership:
             log.debug("no heartbeat exchange with %s: %s", peer_id, error)
             return False
         if isinstance(reply, NodeInfo) and reply.peer_id == peer_id:
-            await self._learn(reply)
+            await self.heard(reply)
             return True
         return False
 
     # -- the directory --------------------------------------------------------------
 
-    async def _learn(self, info: NodeInfo) -> bool:
-        """Record `info`, heard first-hand; dial the node if it is new or moved. True if it was not known."""
+    async def heard(self, info: NodeInfo) -> bool:
+        """Record `info`, heard first-hand (signed by its node); dial the node if it is new or moved.
+
+        True if it was not known. A request's `NodeInfo` is answered by the caller.
+        """
         if info.peer_id == self._own_info().peer_id:
             return False
         # A lookup, not a scan of `all()`: this runs for every heartbeat.

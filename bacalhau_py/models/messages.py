@@ -27,7 +27,7 @@ class Ack(_Message):
 
 
 class NodeInfo(_Message):
-    """A node describes itself: its heartbeat (see `membership`), its join announcement, and on request."""
+    """A node describes itself: its heartbeat and introduction (see `membership`), and on request."""
 
     kind: Literal["node_info"] = "node_info"
     peer_id: str

@@ -255,10 +255,14 @@ class RequesterService:
         for job in await self.store.unfinished():
             for execution in job.executions:
                 if execution.node_id == peer_id and execution.state.active:
-                    # Still active when written: its result may have come in since `unfinished()`.
-                    marked = await self.store.apply(job.id, LostIfActive(execution.id, reason))
-                    if any(e.id == execution.id and e.state is E.LOST for e in marked.executions):
-                        self._given_up.setdefault(peer_id, set()).add((job.id, execution.id))
+                    await self._give_up(job.id, execution.id, peer_id, reason)
+
+    async def _give_up(self, job_id: str, execution_id: str, peer_id: str, reason: str) -> None:
+        """The execution's node is lost: Lost if the execution is still active when written (its result
+        may have come in since the job was read); its node is told to stop if it is heard from again."""
+        marked = await self.store.apply(job_id, LostIfActive(execution_id, reason))
+        if any(e.id == execution_id and e.state is E.LOST for e in marked.executions):
+            self._given_up.setdefault(peer_id, set()).add((job_id, execution_id))
 
     async def _node_back(self, peer_id: str) -> None:
         """A lost node is heard from again: it stops what it runs for us (its results would be refused)."""
@@ -419,10 +423,7 @@ class RequesterService:
                 # A node that cannot be told to start is as good as lost: the job is rescheduled.
                 reason = f"node {_short(peer_id)} unreachable: {error.message}"
                 log.warning("job %s: %s", job.id, reason)
-                marked = await self.store.apply(job.id, LostIfActive(execution_id, reason))
-                if any(e.id == execution_id and e.state is E.LOST for e in marked.executions):
-                    # In case it heard after all: told to stop once it is heard from after being lost.
-                    self._given_up.setdefault(peer_id, set()).add((job.id, execution_id))
+                await self._give_up(job.id, execution_id, peer_id, reason)
                 return
             if isinstance(reply, Ack) and not reply.ok:
                 await self.store.set_execution_state(
@@ -459,7 +460,7 @@ class RequesterService:
             if after_restart:
                 # Its node is gone (as good as lost): the job is rescheduled.
                 reason = f"node {_short(execution.node_id)} lost: it did not answer after the restart: {error.message}"
-                await self.store.apply(job_id, LostIfActive(execution.id, reason))
+                await self._give_up(job_id, execution.id, execution.node_id, reason)
             # Otherwise the node's liveness decides (`_watch_liveness`).
             return
         match reply:
@@ -480,7 +481,7 @@ class RequesterService:
         cores) would otherwise wait for it until the job's timeout. The node
         keeps the result, so asking gets it. Quiet means unchanged since the
         previous look, `lost_after` earlier (on trio's clock); a long job is
-        asked once a period: one message, not growing with the network.
+        asked once per `lost_after`: one message, not growing with the network.
         """
         seen: dict[str, object] = {}
         while True:

@@ -340,7 +340,7 @@ class Libp2pTransport:
             degree_high=12,
             # libp2p's default heartbeat is 120 s: a late joiner would wait
             # that long to enter the mesh (go-libp2p uses 1 s).  Gossip carries
-            # only joins and receipts (membership's heartbeats are direct), and
+            # only receipts (membership's heartbeats are direct), and
             # each heartbeat's mesh upkeep costs CPU on every node: at 50 nodes
             # peers pruned from full meshes re-GRAFTed every second.  Every 5 s
             # a newcomer is in a mesh within 5 s; a receipt announced before
