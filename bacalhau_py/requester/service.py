@@ -70,6 +70,10 @@ SPARE_BIDDERS = 1
 # otherwise opened streams to every node for every job at once: the nodes
 # thrashed on busy refusals, and streams failed (jobs failed with them).
 BIDDING_AT_ONCE = 16
+# Rounds of delivery (transport/delivery.py, 23 s each) of a bid acceptance
+# to a node still heard from. Two stay within the 60 s a compute node holds
+# its bid (compute/service.py BID_HOLD_SECONDS).
+ACCEPTANCE_ROUNDS = 2
 # How often node liveness is checked, at most (a fraction of the lost-after period).
 LIVENESS_CHECK_SECONDS = 1.0
 
@@ -415,16 +419,26 @@ class RequesterService:
             decision = BidDecision(
                 job_id=job.id, execution_id=execution_id, accepted=True, partition_index=partition_index
             )
-            try:
-                reply = await delivery.deliver(
-                    self.transport, peer_id, decision, timeouts=self.timeouts.acknowledgement
-                )
-            except TransportError as error:
-                # A node that cannot be told to start is as good as lost: the job is rescheduled.
-                reason = f"node {_short(peer_id)} unreachable: {error.message}"
-                log.warning("job %s: %s", job.id, reason)
-                await self._give_up(job.id, execution_id, peer_id, reason)
-                return
+            for round_ in range(1, ACCEPTANCE_ROUNDS + 1):
+                try:
+                    reply = await delivery.deliver(
+                        self.transport, peer_id, decision, timeouts=self.timeouts.acknowledgement
+                    )
+                    break
+                except TransportError as error:
+                    if round_ < ACCEPTANCE_ROUNDS and self.directory.alive(peer_id) is not None:
+                        # Heard from lately (heartbeats): busy, not gone. Its bid
+                        # holds the place, and a repeat is acknowledged without a
+                        # second start, so tell it again rather than spend one
+                        # of the job's retries on a node that is there.
+                        log.info("job %s: node %s is slow to acknowledge its start (%s); telling it again",
+                                 job.id, _short(peer_id), error.message)
+                        continue
+                    # A node that cannot be told to start is as good as lost: the job is rescheduled.
+                    reason = f"node {_short(peer_id)} unreachable: {error.message}"
+                    log.warning("job %s: %s", job.id, reason)
+                    await self._give_up(job.id, execution_id, peer_id, reason)
+                    return
             if isinstance(reply, Ack) and not reply.ok:
                 await self.store.set_execution_state(
                     job.id, execution_id, E.FAILED, f"could not start: {reply.message}"

@@ -264,6 +264,35 @@ async def test_a_node_that_cannot_be_told_its_bid_was_accepted_is_lost_and_the_j
     assert not vanished.decisions and healthy.decisions[-1].accepted
 
 
+@dataclass
+class SlowToStartCompute(FakeCompute):
+    """Alive (it keeps announcing itself) but so busy that its acknowledgement of a start comes late.
+
+    Its first `ignored` acceptances get no reply in time (the requester's wait ends first).
+    """
+
+    ignored: int = 0
+
+    async def on_request(self, sender, message):
+        if isinstance(message, BidDecision) and message.accepted and self.ignored > 0:
+            self.ignored -= 1
+            await trio.sleep_forever()
+        return await super().on_request(sender, message)
+
+
+async def test_a_live_node_slow_to_acknowledge_its_start_is_told_again_and_runs_the_job(network):
+    requester, store, add_compute, _, _, _ = network
+    # Four unanswered acceptances: a whole delivery round (3 attempts) and the first of the next.
+    slow = await add_compute("slow", SlowToStartCompute, ignored=4)
+    job = await requester.submit(JobSpec.model_validate({**SPEC, "selector": {}}))
+
+    job = await wait_terminal(store, job.id)
+    assert job.state is JobState.COMPLETED, job.message
+    assert [(e.node_id, e.state) for e in job.executions] == [("slow", E.RESULT_ACCEPTED)]
+    assert not any("rescheduled" in line for line in history(job)), "no retry spent on a node that is there"
+    assert len([d for d in slow.decisions if d.accepted]) == 1, "started once"
+
+
 async def test_a_repeated_report_is_acknowledged_again_and_changes_nothing(network):
     requester, store, add_compute, _, _, _ = network
     node = await add_compute("node", HangingCompute)
