@@ -64,6 +64,19 @@ class NodeDirectory:
         self._nodes[info.peer_id] = NodeRecord(info, trio.current_time())
         return record is None
 
+    def heard_from(self, peer_id: str) -> None:
+        """Any signed message from a known node is a sign of life, not only its heartbeat.
+
+        A node that is busy with a burst of jobs (or starved of CPU) may miss
+        heartbeat exchanges while its reports and acknowledgements still come
+        through; taking it for lost would reschedule work it is doing. A lost
+        node comes back only with its `NodeInfo` (`update`): that is where a
+        restart shows.
+        """
+        record = self._nodes.get(peer_id)
+        if record is not None and not record.lost:
+            record.last_seen = trio.current_time()
+
     def heartbeat_period(self) -> float:
         """Seconds between two heartbeats of a pair of nodes: 10 s, longer in a network of over 30 nodes."""
         small = min(HEARTBEAT_SECONDS, self._lost_after / HEARTBEATS_PER_LOST_AFTER)

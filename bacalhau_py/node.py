@@ -408,6 +408,7 @@ class Node:
     # -- MessageHandler -----------------------------------------------------------
 
     async def on_request(self, sender: str, message: Message) -> Message:
+        self.directory.heard_from(sender)
         try:
             return await self._dispatch(sender, message)
         except BacalhauError as error:

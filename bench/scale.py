@@ -201,7 +201,7 @@ async def _size(size: int) -> list[Result]:
             command=f"python -m bench scale  # {size}-node devstack, {BURST_NOOP} noop + {BURST_WASM} wasm "
                     f"jobs from {BURST_CLIENTS} clients",
             extra={"p90_placement_ms": ms(placed[int(len(placed) * 0.9)]) if placed else None,
-                   "completed": stats["completed"], "jobs": BURST_NOOP + BURST_WASM,
+                   "completed": stats["completed"], "rescheduled": stats["rescheduled"], "jobs": BURST_NOOP + BURST_WASM,
                    "jobs_per_s": round((BURST_NOOP + BURST_WASM) / stats["all_done"], 1),
                    "wall_s": round(stats["elapsed"], 1), "devstack_start_s": round(started, 1),
                    "problems": stats["problems"][:20], "problem_count": len(stats["problems"])},

@@ -59,3 +59,20 @@ async def test_quiet_nodes_are_those_silent_for_a_while_but_not_lost_yet(mock_cl
     mock_clock.jump(2)
     nodes.liveness_changes()
     assert nodes.quiet(1.5) == ["b"], "a lost node is not asked again and again"
+
+
+async def test_any_message_from_a_live_node_keeps_it_alive_but_does_not_bring_a_lost_one_back(mock_clock):
+    nodes = directory()
+    nodes.update(info("busy"))
+    nodes.update(info("gone"))
+    for _ in range(3):
+        # Its heartbeats do not get through, its reports (any request) do.
+        mock_clock.jump(2)
+        nodes.heard_from("busy")
+    assert nodes.liveness_changes() == ([("gone", "silent for 3s")], [])
+    assert nodes.alive("busy") is not None
+
+    nodes.heard_from("gone")
+    nodes.heard_from("stranger")
+    assert nodes.liveness_changes() == ([], []), "a lost node comes back with its NodeInfo (where a restart shows)"
+    assert [n.peer_id for n in nodes.all()] == ["own", "busy"]

@@ -9,7 +9,7 @@ import trio
 import trio.testing
 
 from bacalhau_py.errors import NotFound, TransportError
-from bacalhau_py.models.messages import Ack, FetchResult, JobAnnounce, NodeInfoRequest, RevealRequest
+from bacalhau_py.models.messages import Ack, Directory, FetchResult, JobAnnounce, NodeInfo, NodeInfoRequest, RevealRequest
 from bacalhau_py.transport import MemoryNetwork, MemoryTransport
 from bacalhau_py.transport.memory import Conditions
 
@@ -125,6 +125,24 @@ async def test_messages_cross_json(trio_net):
     msg = JobAnnounce(job_id="x", requester_id="a")
     await a.request("b", msg)
     assert hb.requests[-1][1] == msg and hb.requests[-1][1] is not msg
+
+
+async def test_the_same_node_info_is_one_copy_for_all_who_hear_it_directly_or_in_a_directory(trio_net):
+    """A simulated thousand nodes each keep every other's info: one shared copy each, not a million."""
+    _, nodes = trio_net
+    (a, _), (b, _), (c, _) = nodes["a"], nodes["b"], nodes["c"]
+    info = NodeInfo(peer_id="a", node_types=["compute"], labels={"zone": "x"})
+    await a.request("b", info)
+    await a.request("c", info)
+    await b.request("c", Directory(digest="d", nodes=[info]))
+    at_b = nodes["b"][1].requests[-1][1]
+    at_c, listed = (message for _, message in nodes["c"][1].requests[-2:])
+    assert at_b == info and at_b is not info, "through JSON, as on the wire"
+    assert at_c is at_b and listed.nodes[0] is at_b
+
+    await a.request("b", info.model_copy(update={"running": 1}))
+    changed = nodes["b"][1].requests[-1][1]
+    assert changed.running == 1 and changed is not at_b
 
 
 async def test_connect_and_peers(trio_net):
