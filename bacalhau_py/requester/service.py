@@ -287,9 +287,10 @@ class RequesterService:
                     if not reattach and await self._memoized(job):
                         return
                     if await (self._reattach(job) if reattach else self._bid(job)):
-                        while lost := _unreplaced_lost(await self._await_results(job_id)):
-                            # A new run gets the whole time a job has.
-                            limit.deadline = trio.current_time() + deadline
+                        while lost := _unreplaced_lost(job := await self._await_results(job_id)):
+                            if _started(job, lost.id):
+                                # A new run gets the whole time a job has.
+                                limit.deadline = trio.current_time() + deadline
                             if not await self._reschedule(job_id, lost):
                                 return
                         await self._verify(job_id)
@@ -315,16 +316,28 @@ class RequesterService:
         """Bid for a node to replace the lost execution, within the retry budget. False if the job failed."""
         job = await self.store.get(job_id)
         budget = job.spec.retries
-        spent = sum(1 for e in job.executions if e.state is E.LOST)
+        # Retries are spent on runs lost on their way. An execution whose node
+        # could not be told to start it (or no longer held its bid) never ran
+        # as far as this requester knows; on a loaded network that is the
+        # requester's own delay as often as the node's, and costs no retry.
+        # The job's deadline, not extended for it, bounds such attempts.
+        spent = sum(1 for e in job.executions if e.state is E.LOST and _started(job, e.id))
         # What happened to the node ("node 12D3...ab lost", "... unreachable"): a Lost message's start.
         why = lost.message.partition(":")[0] or f"node {_short(lost.node_id)} lost"
         if spent > budget:
             await self._fail(job_id, f"{why}; no retry left (the job allows {budget})")
             return False
-        await self.store.note(job_id, f"rescheduled: {why} (retry {spent} of {budget})")
+        if _started(job, lost.id):
+            await self.store.note(job_id, f"rescheduled: {why} (retry {spent} of {budget})")
+        else:
+            await self.store.note(job_id, f"rescheduled: {why}; it had not started (no retry spent)")
         # Distinct nodes: a job that runs on several must not run twice on one.
-        busy = frozenset(e.node_id for e in job.executions if not e.state.terminal)
-        return await self._bid(job, needed=1, exclude=busy, because=f"{why}, and ")
+        # Nor is a node asked again that could not start it.
+        exclude = frozenset(
+            e.node_id for e in job.executions
+            if not e.state.terminal or (e.state is E.LOST and not _started(job, e.id))
+        )
+        return await self._bid(job, needed=1, exclude=exclude, because=f"{why}, and ")
 
     async def _memoized(self, job: Job) -> bool:
         """Complete the job from a receipt of its instruction, if it may be and one is found."""
@@ -440,9 +453,10 @@ class RequesterService:
                     await self._give_up(job.id, execution_id, peer_id, reason)
                     return
             if isinstance(reply, Ack) and not reply.ok:
-                await self.store.set_execution_state(
-                    job.id, execution_id, E.FAILED, f"could not start: {reply.message}"
-                )
+                # It no longer holds the bid (it waited past its hold) or is stopping: the job runs elsewhere.
+                reason = f"node {_short(peer_id)} could not start it: {reply.message}"
+                log.warning("job %s: %s", job.id, reason)
+                await self._give_up(job.id, execution_id, peer_id, reason)
                 return
             # The compute node starts the run as it acknowledges.
             await self.store.apply(job.id, Started(execution_id))
@@ -706,6 +720,14 @@ class RequesterService:
         failed the running jobs; this is for a node that died.
         """
         return [(job.id, not job.waiting_to_start()) for job in await self.store.unfinished()]
+
+
+def _started(job: Job, execution_id: str) -> bool:
+    """Whether the execution ran, as far as this requester knows: its node acknowledged the start or reported."""
+    return any(event.execution_id == execution_id and event.execution_state in _RAN for event in job.events)
+
+
+_RAN = frozenset({E.RUNNING, E.RESULT_PROPOSED, E.RESULT_ACCEPTED, E.RESULT_REJECTED, E.FAILED})
 
 
 def _unreplaced_lost(job: Job) -> Execution | None:

@@ -17,7 +17,7 @@ from bacalhau_py.jobstore import JobStore
 from bacalhau_py.jobstore.sqlite import ExecutionChange, Reported
 from bacalhau_py.models import ExecutionState, JobSpec, JobState
 from bacalhau_py.models.messages import (
-    AskBid, BidDecision, CancelExecution, ExecutionStatusRequest, ExecutionUpdate, NodeInfo, ResultProposal,
+    Ack, AskBid, BidDecision, CancelExecution, ExecutionStatusRequest, ExecutionUpdate, NodeInfo, ResultProposal,
 )
 from bacalhau_py.requester.service import RequesterService, RequesterTimeouts
 from bacalhau_py.transport import MemoryNetwork, MemoryTransport
@@ -260,8 +260,36 @@ async def test_a_node_that_cannot_be_told_its_bid_was_accepted_is_lost_and_the_j
     assert job.state is JobState.COMPLETED, job.message
     assert [(e.node_id, e.state) for e in job.executions] == [("vanished", E.LOST), ("healthy", E.RESULT_ACCEPTED)]
     assert job.executions[0].message.startswith("node vanished unreachable: not acknowledged after 3 attempts")
-    assert "rescheduled: node vanished unreachable (retry 1 of 2)" in history(job)
+    assert "rescheduled: node vanished unreachable; it had not started (no retry spent)" in history(job)
     assert not vanished.decisions and healthy.decisions[-1].accepted
+
+
+@dataclass
+class ForgetfulCompute(FakeCompute):
+    """Bids, but no longer holds the bid when the acceptance comes (it waited past its hold)."""
+
+    async def on_request(self, sender, message):
+        if isinstance(message, BidDecision) and message.accepted:
+            return Ack(ok=False, message=f"no execution {message.execution_id} for requester {sender} on this node")
+        return await super().on_request(sender, message)
+
+
+async def test_a_job_no_node_could_start_spends_no_retry_and_runs_on_the_next(network):
+    """Even with no retry allowed: starts that never happened are not runs that were lost."""
+    requester, store, add_compute, _, _, _ = network
+    for name in ("forgetful-1", "forgetful-2"):
+        await add_compute(name, ForgetfulCompute)
+    job = await requester.submit(JobSpec.model_validate({**SPEC, "selector": {}, "retries": 0}))
+    healthy = await add_compute("healthy")
+
+    job = await wait_terminal(store, job.id)
+    assert job.state is JobState.COMPLETED, job.message
+    assert [e.state for e in job.executions][-1] is E.RESULT_ACCEPTED and job.executions[-1].node_id == "healthy"
+    assert all(e.state is E.LOST and "could not start it: no execution" in e.message for e in job.executions[:-1])
+    tried = [e.node_id for e in job.executions[:-1]]
+    assert tried and len(set(tried)) == len(tried), "a node that could not start the job is not asked again"
+    assert f"rescheduled: node {tried[0][-8:]} could not start it; it had not started (no retry spent)" in history(job)
+    assert healthy.decisions[-1].accepted
 
 
 @dataclass
