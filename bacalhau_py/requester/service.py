@@ -7,7 +7,8 @@ update the job store; `_drive` waits on the store's change events.
 A compute node that stops announcing itself is lost (`NodeDirectory`): its
 running executions become Lost, and `_drive` bids for a replacement of each,
 within the job's retry budget (`JobSpec.retries`). So does an execution whose
-node cannot be told that its bid was accepted (unreachable).
+node cannot be told that its bid was accepted (unreachable), or no longer
+holds its bid; it never ran, and costs no retry (`_reschedule`).
 
 Bid acceptances and verdicts are sent again until acknowledged
 (transport/delivery.py); compute nodes do the same with their reports, and
@@ -440,10 +441,10 @@ class RequesterService:
                     break
                 except TransportError as error:
                     if round_ < ACCEPTANCE_ROUNDS and self.directory.alive(peer_id) is not None:
-                        # Heard from lately (heartbeats): busy, not gone. Its bid
-                        # holds the place, and a repeat is acknowledged without a
-                        # second start, so tell it again rather than spend one
-                        # of the job's retries on a node that is there.
+                        # Heard from lately: busy, not gone. Its bid holds the
+                        # place, and a repeat is acknowledged without a second
+                        # start, so tell it again rather than place the job
+                        # anew (a bid round on a network that is this loaded).
                         log.info("job %s: node %s is slow to acknowledge its start (%s); telling it again",
                                  job.id, _short(peer_id), error.message)
                         continue
