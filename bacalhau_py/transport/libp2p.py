@@ -15,7 +15,7 @@
   reads the next request.  Opening a stream (yamux, then multistream-select)
   cost about 60% of a request's CPU in py-libp2p.  A kept stream is used for
   one request at a time, dropped after IDLE_STREAM_SECONDS unused (before
-  the responder's own INBOUND_READ_TIMEOUT), and one that fails is replaced
+  the responder's own SESSION_IDLE_TIMEOUT), and one that fails is replaced
   by a new stream at once.
 * Bulk replies, protocol `/bacalhau-py/stream/1.0.0`: one framed request
   envelope, then frames whose first byte says what they are: `D` data chunk,
@@ -107,9 +107,14 @@ WRITE_TIMEOUT = 30.0
 STREAM_IDLE_TIMEOUT = 30.0
 CONNECT_TIMEOUT = 10.0
 # A kept request stream unused this long is closed by its requester; the
-# responder gives up on it after INBOUND_READ_TIMEOUT, later, so a request
-# never races the responder's close.
-IDLE_STREAM_SECONDS = 20.0
+# responder gives up on it after SESSION_IDLE_TIMEOUT, later, so a request
+# never races the responder's close. Longer than the heartbeat period of
+# networks of up to about 300 nodes (directory.py: 10 s x nodes / 30), so a
+# pair's heartbeats reuse one stream instead of opening one each time.
+IDLE_STREAM_SECONDS = 100.0
+# How long a responder waits for the next request on a kept stream (one that
+# has carried a valid signed request already).
+SESSION_IDLE_TIMEOUT = 120.0
 # Kept streams per peer: enough for the requests usually in flight to one peer.
 IDLE_STREAMS_PER_PEER = 4
 GOSSIP_JOIN_WAIT = 2.0
@@ -564,7 +569,7 @@ class Libp2pTransport:
             await _quietly(stream.reset)
             return None
         try:
-            with trio.fail_after(INBOUND_READ_TIMEOUT):
+            with trio.fail_after(SESSION_IDLE_TIMEOUT if quiet_end else INBOUND_READ_TIMEOUT):
                 sender, message = await _read_request(stream, remote, ended_ok=quiet_end)
         except _StreamEnded:
             return None

@@ -114,7 +114,7 @@ async def test_requests_to_a_peer_reuse_one_stream_and_replace_one_it_closed(tmp
         # The responder gives up on an idle kept stream (here after 0.2 s):
         # the requester's next request finds it closed and goes on at once on
         # a new one.
-        monkeypatch.setattr(libp2p_transport, "INBOUND_READ_TIMEOUT", 0.2)
+        monkeypatch.setattr(libp2p_transport, "SESSION_IDLE_TIMEOUT", 0.2)
         assert (await a.request(b.peer_id, NodeInfoRequest())).ok  # a session that times out soon
         stream = a._idle_streams[b.peer_id][0][0]
         with trio.fail_after(5):
