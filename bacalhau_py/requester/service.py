@@ -289,7 +289,7 @@ class RequesterService:
                         return
                     if await (self._reattach(job) if reattach else self._bid(job)):
                         while lost := _unreplaced_lost(job := await self._await_results(job_id)):
-                            if _started(job, lost.id):
+                            if lost.id in _ran(job):
                                 # A new run gets the whole time a job has.
                                 limit.deadline = trio.current_time() + deadline
                             if not await self._reschedule(job_id, lost):
@@ -322,21 +322,23 @@ class RequesterService:
         # as far as this requester knows; on a loaded network that is the
         # requester's own delay as often as the node's, and costs no retry.
         # The job's deadline, not extended for it, bounds such attempts.
-        spent = sum(1 for e in job.executions if e.state is E.LOST and _started(job, e.id))
+        ran = _ran(job)
+        given_up = [e for e in job.executions if e.state is E.LOST]
+        spent = sum(1 for e in given_up if e.id in ran)
         # What happened to the node ("node 12D3...ab lost", "... unreachable"): a Lost message's start.
         why = lost.message.partition(":")[0] or f"node {_short(lost.node_id)} lost"
         if spent > budget:
             await self._fail(job_id, f"{why}; no retry left (the job allows {budget})")
             return False
-        if _started(job, lost.id):
+        if lost.id in ran:
             await self.store.note(job_id, f"rescheduled: {why} (retry {spent} of {budget})")
         else:
             await self.store.note(job_id, f"rescheduled: {why}; it had not started (no retry spent)")
         # Distinct nodes: a job that runs on several must not run twice on one.
         # Nor is a node asked again that could not start it.
         exclude = frozenset(
-            e.node_id for e in job.executions
-            if not e.state.terminal or (e.state is E.LOST and not _started(job, e.id))
+            [e.node_id for e in job.executions if not e.state.terminal]
+            + [e.node_id for e in given_up if e.id not in ran]
         )
         return await self._bid(job, needed=1, exclude=exclude, because=f"{why}, and ")
 
@@ -723,9 +725,9 @@ class RequesterService:
         return [(job.id, not job.waiting_to_start()) for job in await self.store.unfinished()]
 
 
-def _started(job: Job, execution_id: str) -> bool:
-    """Whether the execution ran, as far as this requester knows: its node acknowledged the start or reported."""
-    return any(event.execution_id == execution_id and event.execution_state in _RAN for event in job.events)
+def _ran(job: Job) -> set[str]:
+    """The executions that ran, as far as this requester knows: their node acknowledged the start or reported."""
+    return {event.execution_id for event in job.events if event.execution_state in _RAN}
 
 
 _RAN = frozenset({E.RUNNING, E.RESULT_PROPOSED, E.RESULT_ACCEPTED, E.RESULT_REJECTED, E.FAILED})
