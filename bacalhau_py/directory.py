@@ -16,10 +16,12 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 import trio
 
 from bacalhau_py.auth.approvals import Approval, Approvals
+from bacalhau_py.models.job import now
 from bacalhau_py.models.messages import NodeInfo
 
 # A node silent for this long is lost (`serve --node-lost-after`).
@@ -31,6 +33,10 @@ HEARTBEATS_PER_LOST_AFTER = 3
 # with the network, so each node's share of the exchanges (sent and answered)
 # stays 3 a second at 10 s (about 4 ms of CPU a second on py-libp2p).
 FULL_RATE_UP_TO = 30
+
+
+RESTARTED = "restarted"
+"""Why a node that came back with a new boot ID is lost (`liveness_changes`)."""
 
 
 @dataclass
@@ -53,6 +59,8 @@ class NodeDirectory:
         self._nodes: dict[str, NodeRecord] = {}
         self._restarted: list[str] = []
         self._back: list[str] = []
+        self.restarted_at: dict[str, datetime] = {}
+        """When each node's latest restart was heard: what it was given before then died with its old run."""
 
     def update(self, info: NodeInfo) -> bool:
         """Record `info` (a sign of life); True if the node was not known before."""
@@ -61,6 +69,7 @@ class NodeDirectory:
             self._back.append(info.peer_id)
         elif record is not None and record.info.boot_id != info.boot_id:
             self._restarted.append(info.peer_id)
+            self.restarted_at[info.peer_id] = now()
         self._nodes[info.peer_id] = NodeRecord(info, trio.current_time())
         return record is None
 
@@ -148,7 +157,7 @@ class NodeDirectory:
         """Since the last call: (lost nodes and why, lost nodes heard from again)."""
         lost_after = self.lost_after
         cutoff = trio.current_time() - lost_after
-        lost = [(peer_id, "restarted") for peer_id in self._restarted]
+        lost = [(peer_id, RESTARTED) for peer_id in self._restarted]
         for peer_id, record in self._nodes.items():
             if not record.lost and record.last_seen < cutoff:
                 record.lost = True

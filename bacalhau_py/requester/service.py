@@ -26,7 +26,7 @@ from pathlib import Path
 
 import trio
 
-from bacalhau_py.directory import NodeDirectory
+from bacalhau_py.directory import RESTARTED, NodeDirectory
 from bacalhau_py.errors import BacalhauError, InvalidMessage, NotFound, TransportError
 from bacalhau_py.jobstore import JobStore
 from bacalhau_py.jobstore.sqlite import (
@@ -254,12 +254,19 @@ class RequesterService:
                 self._nursery.start_soon(self._node_back, peer_id)
 
     async def _node_lost(self, peer_id: str, why: str) -> None:
-        """Mark the node's running executions Lost; each job's `_drive` reschedules them."""
+        """Mark the node's running executions Lost; each job's `_drive` reschedules them.
+
+        A restart is noticed at the next check, and the node's new run may
+        have taken a job meanwhile: only executions recorded before the
+        restart was heard died with the old run.
+        """
         reason = f"node {_short(peer_id)} lost: {why}"
         log.warning("%s", reason)
+        before = self.directory.restarted_at.get(peer_id) if why == RESTARTED else None
         for job in await self.store.unfinished():
             for execution in job.executions:
-                if execution.node_id == peer_id and execution.state.active:
+                if execution.node_id == peer_id and execution.state.active \
+                        and (before is None or execution.created_at < before):
                     await self._give_up(job.id, execution.id, peer_id, reason)
 
     async def _give_up(self, job_id: str, execution_id: str, peer_id: str, reason: str) -> None:

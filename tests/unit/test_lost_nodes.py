@@ -227,6 +227,28 @@ async def test_a_node_that_restarts_within_the_lost_after_period_is_lost_too(net
     assert job.executions[0].message == "node rebooted lost: restarted"
 
 
+async def test_a_restarted_node_loses_only_what_it_held_before_its_restart(network):
+    # The restart is noticed at the next liveness check; a job placed on the
+    # node's new run in between is that run's, and must not be given up with
+    # the old run's executions.
+    requester, store, add_compute, _, _, reboot = network
+    node = await add_compute("node", HangingCompute)
+    old = await requester.submit(JobSpec.model_validate(SPEC))
+    assert await running_on(store, old.id) == "node"
+    reboot("node")
+    requester.directory.update(NodeInfo(peer_id="node", node_types=["compute"], boot_id="+"))
+    new = await requester.submit(JobSpec.model_validate(SPEC))
+    assert await running_on(store, new.id) == "node"
+    with trio.fail_after(5):
+        while (await store.get(old.id)).executions[0].state is not E.LOST:
+            await trio.sleep(0.01)
+    node.release.set()
+    new = await wait_terminal(store, new.id)
+    assert new.state is JobState.COMPLETED, new.message
+    assert [e.state for e in new.executions] == [E.RESULT_ACCEPTED]
+    assert (await store.get(old.id)).executions[0].message == "node node lost: restarted"
+
+
 @dataclass
 class VanishingCompute(FakeCompute):
     """Bids, then its process is killed before the acceptance reaches it: it can no longer be reached."""
