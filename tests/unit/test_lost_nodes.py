@@ -240,8 +240,11 @@ async def test_a_restarted_node_loses_only_what_it_held_before_its_restart(netwo
     new = await requester.submit(JobSpec.model_validate(SPEC))
     assert await running_on(store, new.id) == "node"
     with trio.fail_after(5):
-        while (await store.get(old.id)).executions[0].state is not E.LOST:
-            await trio.sleep(0.01)
+        while True:
+            changed = store.changed(old.id)
+            if (await store.get(old.id)).executions[0].state is E.LOST:
+                break
+            await changed.wait()
     node.release.set()
     new = await wait_terminal(store, new.id)
     assert new.state is JobState.COMPLETED, new.message
