@@ -130,6 +130,16 @@ async def running_on(store: JobStore, job_id: str) -> str:
             await changed.wait()
 
 
+async def first_execution_lost(store: JobStore, job_id: str) -> None:
+    """Wait until the requester has given up the job's first execution."""
+    with trio.fail_after(5):
+        while True:
+            changed = store.changed(job_id)
+            if (await store.get(job_id)).executions[0].state is E.LOST:
+                return
+            await changed.wait()
+
+
 def history(job) -> list[str]:
     return [event.message for event in job.events if event.message]
 
@@ -213,12 +223,7 @@ async def test_a_node_that_restarts_within_the_lost_after_period_is_lost_too(net
     assert await running_on(store, job.id) == "rebooted"
     await add_compute("healthy")
     reboot("rebooted")
-    with trio.fail_after(5):
-        while True:
-            changed = store.changed(job.id)
-            if (await store.get(job.id)).executions[0].state is E.LOST:
-                break
-            await changed.wait()
+    await first_execution_lost(store, job.id)
     # Back from its restart, the node runs what it is given (the job may land on it again).
     rebooted.release.set()
     job = await wait_terminal(store, job.id)
@@ -239,12 +244,7 @@ async def test_a_restarted_node_loses_only_what_it_held_before_its_restart(netwo
     requester.directory.update(NodeInfo(peer_id="node", node_types=["compute"], boot_id="+"))
     new = await requester.submit(JobSpec.model_validate(SPEC))
     assert await running_on(store, new.id) == "node"
-    with trio.fail_after(5):
-        while True:
-            changed = store.changed(old.id)
-            if (await store.get(old.id)).executions[0].state is E.LOST:
-                break
-            await changed.wait()
+    await first_execution_lost(store, old.id)
     node.release.set()
     new = await wait_terminal(store, new.id)
     assert new.state is JobState.COMPLETED, new.message
